@@ -1,0 +1,1 @@
+"""d2l-memory: a memory layer for LLM apps built on Doc-to-LoRA."""
