@@ -1,0 +1,242 @@
+"""The D2L hypernetwork: per-layer context activations -> a rank-r LoRA for every layer, in one forward pass.
+
+Read top to bottom; shapes use
+    n  chunks in the batch          L  base-model layers         T  tokens per chunk
+    D  base-model hidden size       d  Perceiver width (latent_size)
+    M  target modules               r  LoRA rank per chunk       N = n * L sequences for the Perceiver
+
+Data flow (digest 1.1, "layer to layer" mode):
+    feats [n, L, T, D] --(SwiGLU projection D -> d)--> [N, T, d]
+    --Perceiver encoder: learned latents [Q, d] cross-attend to the tokens, `num_blocks` times--> [N, Q, d]
+    --Perceiver decoder: M*r output queries cross-attend to the latents--> [n, L, M*r, d]
+    --per-layer residual MLP, L2 normalisation--> [n, L, M, r, d]
+    --per-(layer, module) linear head--> [a_k ; b_k] rank-1 rows: A [n, L, r, d_in], B [n, L, r, d_out]
+    --per-(layer, rank) scalers (scaler_B starts at 0, so delta W starts at exactly 0)
+A document's chunks are then joined by rank concatenation with the learned bias LoRA (`combine`).
+Attention is non-causal with no positional encoding; SDPA everywhere, xformers memory-efficient attention
+(block-diagonal masks over packed chunks) on CUDA when installed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import HypernetConfig
+
+try:  # optional fast path on CUDA
+    from xformers.ops import fmha as _xfmha  # type: ignore
+except Exception:  # noqa: BLE001  (missing, or built without CUDA)
+    _xfmha = None
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, d_in: int, d_hidden: int, d_out: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(d_in, d_hidden, bias=False)
+        self.up_proj = nn.Linear(d_in, d_hidden, bias=False)
+        self.down_proj = nn.Linear(d_hidden, d_out, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+def _use_xformers(cfg: HypernetConfig, x: torch.Tensor) -> bool:
+    if cfg.attn_impl == "sdpa" or x.device.type != "cuda":
+        return False
+    if _xfmha is None:
+        if cfg.attn_impl == "xformers":
+            raise RuntimeError("attn_impl='xformers' needs xformers on CUDA: pip install 'd2l-memory[gpu]'")
+        return False
+    return True
+
+
+class CrossAttention(nn.Module):
+    """Queries from the latents, keys/values from the context; grouped KV heads; no positions."""
+
+    def __init__(self, cfg: HypernetConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, hd = cfg.latent_size, cfg.head_dim
+        self.q_proj = nn.Linear(d, cfg.num_heads * hd, bias=False)
+        self.k_proj = nn.Linear(d, cfg.num_kv_heads * hd, bias=False)
+        self.v_proj = nn.Linear(d, cfg.num_kv_heads * hd, bias=False)
+        self.o_proj = nn.Linear(cfg.num_heads * hd, d, bias=False)
+
+    def forward(self, q_in: torch.Tensor, ctx: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """q_in [N, Q, d], ctx [N, T, d], mask [N, T] (True = attend) -> [N, Q, d]."""
+        N, Q, _ = q_in.shape
+        T = ctx.shape[1]
+        h, kvh, hd = self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim
+        q = self.q_proj(q_in).view(N, Q, h, hd)
+        k = self.k_proj(ctx).view(N, T, kvh, hd)
+        v = self.v_proj(ctx).view(N, T, kvh, hd)
+        if _use_xformers(self.cfg, q):
+            out = self._xformers(q, k, v, mask)  # [N, Q, h, hd]
+        else:
+            k = k.repeat_interleave(h // kvh, dim=2)  # GQA: each KV head serves h/kvh query heads
+            v = v.repeat_interleave(h // kvh, dim=2)
+            attn_mask = None if mask is None else mask[:, None, None, :]  # [N, 1, 1, T]
+            out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                                 attn_mask=attn_mask).transpose(1, 2)  # [N, Q, h, hd]
+        return self.o_proj(out.reshape(N, Q, h * hd))
+
+    def _xformers(self, q, k, v, mask):
+        """Pack the valid tokens of all N sequences into one row with a block-diagonal mask."""
+        N, Q, h, hd = q.shape
+        kvh = k.shape[2]
+        if mask is None:
+            lens = [k.shape[1]] * N
+            k_packed, v_packed = k.reshape(1, -1, kvh, hd), v.reshape(1, -1, kvh, hd)
+        else:
+            lens = mask.sum(1).tolist()
+            k_packed, v_packed = k[mask][None], v[mask][None]  # [1, sum(lens), kvh, hd]
+        bias = _xfmha.attn_bias.BlockDiagonalMask.from_seqlens(q_seqlen=[Q] * N, kv_seqlen=lens)
+        g = h // kvh  # xformers' 5-D form [B, M, G, H, K] handles grouped heads without copying K/V
+        q5 = q.reshape(1, N * Q, kvh, g, hd)
+        k5 = k_packed[:, :, :, None, :].expand(-1, -1, -1, g, -1)
+        v5 = v_packed[:, :, :, None, :].expand(-1, -1, -1, g, -1)
+        out = _xfmha.memory_efficient_attention(q5, k5, v5, attn_bias=bias)  # [1, N*Q, kvh, g, hd]
+        return out.reshape(N, Q, h, hd)
+
+
+class PerceiverBlock(nn.Module):
+    """RMSNorm both sides -> cross-attention -> post-norm + residual -> SwiGLU FF -> post-norm + residual."""
+
+    def __init__(self, cfg: HypernetConfig):
+        super().__init__()
+        d = cfg.latent_size
+        self.input_latents_layernorm = RMSNorm(d)
+        self.input_context_layernorm = RMSNorm(d)
+        self.self_attn = CrossAttention(cfg)
+        self.post_attention_layernorm = RMSNorm(d)
+        self.pre_ff_layernorm = RMSNorm(d)
+        self.mlp = SwiGLU(d, cfg.ff_mult * d, d)
+        self.post_ff_layernorm = RMSNorm(d)
+
+    def forward(self, latents, ctx, mask):
+        h = self.self_attn(self.input_latents_layernorm(latents), self.input_context_layernorm(ctx), mask)
+        latents = latents + self.post_attention_layernorm(h)
+        return latents + self.post_ff_layernorm(self.mlp(self.pre_ff_layernorm(latents)))
+
+
+class Resampler(nn.Module):
+    """`n_queries` learned latents that cross-attend to a context `num_blocks` times."""
+
+    def __init__(self, cfg: HypernetConfig, n_queries: int, num_blocks: int):
+        super().__init__()
+        self.latents_q = nn.Parameter(torch.randn(n_queries, cfg.latent_size))  # std 1, as the reference
+        self.layers = nn.ModuleList(PerceiverBlock(cfg) for _ in range(num_blocks))
+        self.layernorm = RMSNorm(cfg.latent_size)
+
+    def forward(self, ctx: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """ctx [N, T, d] -> [N, n_queries, d]."""
+        x = self.latents_q[None].expand(ctx.shape[0], -1, -1).to(ctx.dtype)
+        for layer in self.layers:
+            x = layer(x, ctx, mask)
+        return self.layernorm(x)
+
+
+class Perceiver(nn.Module):
+    def __init__(self, cfg: HypernetConfig):
+        super().__init__()
+        n_out = len(cfg.feature_sizes) * cfg.rank  # M*r output queries per layer
+        self.modality_projection = SwiGLU(cfg.hidden_size, cfg.proj_hidden, cfg.latent_size)
+        self.encoder = Resampler(cfg, cfg.num_latents, cfg.num_blocks)
+        self.decoder = Resampler(cfg, n_out, 1)
+
+    def forward(self, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """feats [N, T, D], mask [N, T] -> [N, M*r, d]."""
+        ctx = self.modality_projection(feats)  # [N, T, d]
+        latents = self.encoder(ctx, mask)  # [N, Q, d]
+        return self.decoder(latents, None)  # [N, M*r, d]
+
+
+class PerLayerMLP(nn.Module):
+    """LayerNorm -> per-layer Linear d->h -> SiLU -> per-layer Linear h->d -> LayerNorm, added to the input."""
+
+    def __init__(self, L: int, d: int, h: int):
+        super().__init__()
+        self.ln_in, self.ln_out = nn.LayerNorm(d), nn.LayerNorm(d)
+        b1, b2 = 1 / math.sqrt(d), 1 / math.sqrt(h)  # nn.Linear-style uniform init, per layer
+        self.w1 = nn.Parameter(torch.empty(L, d, h).uniform_(-b1, b1))
+        self.b1 = nn.Parameter(torch.empty(L, 1, h).uniform_(-b1, b1))
+        self.w2 = nn.Parameter(torch.empty(L, h, d).uniform_(-b2, b2))
+        self.b2 = nn.Parameter(torch.empty(L, 1, d).uniform_(-b2, b2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [n, L, S, d] -> [n, L, S, d] (S = M*r slots)."""
+        h = F.silu(torch.einsum("nlsd,ldh->nlsh", self.ln_in(x), self.w1) + self.b1)
+        return x + self.ln_out(torch.einsum("nlsh,lhd->nlsd", h, self.w2) + self.b2)
+
+
+class HyperLoRA(nn.Module):
+    def __init__(self, cfg: HypernetConfig):
+        super().__init__()
+        self.cfg = cfg
+        L, d, r = cfg.num_layers, cfg.latent_size, cfg.rank
+        self.perceiver = Perceiver(cfg)
+        self.layer_mlp = PerLayerMLP(L, d, cfg.layer_mlp_hidden)
+        self.head, self.scaler_A, self.scaler_B = nn.ParameterDict(), nn.ParameterDict(), nn.ParameterDict()
+        self.bias_A, self.bias_B = nn.ParameterDict(), nn.ParameterDict()
+        for t, (d_in, d_out) in cfg.feature_sizes.items():
+            d_lora = d_in + d_out
+            std = 0.5 / math.sqrt(d + d_lora * r)  # reference `_bias_hyper_init`
+            self.head[t] = nn.Parameter(torch.randn(L, d, d_lora) * std)
+            self.scaler_A[t] = nn.Parameter(torch.ones(L, r, 1))
+            self.scaler_B[t] = nn.Parameter(torch.zeros(L, r, 1))  # delta W = 0 at initialisation
+            self.bias_A[t] = nn.Parameter(torch.randn(L, r, d_in) * (0.2 / math.sqrt(d_in * r)))
+            self.bias_B[t] = nn.Parameter(torch.zeros(L, r, d_out))
+
+    def forward(self, feats: torch.Tensor, mask: torch.Tensor) -> tuple[dict, dict]:
+        """feats [n, L, T, D], mask [n, T] -> per-chunk A[t] [n, L, r, d_in], B[t] [n, L, r, d_out]."""
+        cfg = self.cfg
+        n, L, T, D = feats.shape
+        if cfg.normalize_ctx:  # parameter-free RMS norm: later layers' residual streams are much larger
+            feats = feats * torch.rsqrt(feats.float().pow(2).mean(-1, keepdim=True) + 1e-6).to(feats.dtype)
+        x = feats.reshape(n * L, T, D)  # fold layers into the batch: one shared Perceiver
+        m = mask[:, None, :].expand(n, L, T).reshape(n * L, T)
+        z = self.perceiver(x, m)  # [n*L, M*r, d]
+        z = self.layer_mlp(z.view(n, L, -1, cfg.latent_size))  # [n, L, M*r, d]
+        z = F.normalize(z.float(), dim=-1)  # unit latents: the head and scalers set the magnitude
+        z = z.view(n, L, len(cfg.feature_sizes), cfg.rank, cfg.latent_size)  # [n, L, M, r, d]
+        A, B = {}, {}
+        for i, (t, (d_in, _)) in enumerate(cfg.feature_sizes.items()):
+            ab = torch.einsum("nlrd,ldk->nlrk", z[:, :, i], self.head[t].float())  # [n, L, r, d_in+d_out]
+            A[t] = ab[..., :d_in] * self.scaler_A[t]
+            B[t] = ab[..., d_in:] * self.scaler_B[t]
+        return A, B
+
+    def bias_lora(self, scale: float = 1.0) -> tuple[dict, dict]:
+        """The learned input-independent LoRA block [L, r, d], appended once per document."""
+        return ({t: a * scale for t, a in self.bias_A.items()}, {t: b * scale for t, b in self.bias_B.items()})
+
+    def combine(self, A: dict, B: dict, n_chunks: list[int]) -> tuple[list[dict], list[dict]]:
+        """Rank-concatenate each document's chunk LoRAs and the bias block.
+
+        A[t] [sum(n_chunks), L, r, d] -> per document [L, (K+1)*r, d]; the deltas add up, no averaging.
+        """
+        bA, bB = self.bias_lora()
+        outA, outB, start = [], [], 0
+        for k in n_chunks:
+            outA.append({t: torch.cat([*A[t][start:start + k].unbind(0), bA[t]], dim=1) for t in A})
+            outB.append({t: torch.cat([*B[t][start:start + k].unbind(0), bB[t]], dim=1) for t in B})
+            start += k
+        return outA, outB
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,215 @@
+"""Engine tests on tiny random models of several architectures (CPU, fp32, seconds)."""
+
+import json
+
+import pytest
+import torch
+from tiny import ARCHS, tiny_d2l, tiny_model
+
+from d2l_memory.adapter import Adapter
+from d2l_memory.engine import D2L
+from d2l_memory.errors import AdapterError, CheckpointError, InputError, ModelNotFoundError
+from d2l_memory.lora import apply_lora
+
+DOC = "Alice lives in Lisbon. The special magic number is 4821. The grass is green."
+
+
+def _randomize(d2l, seed=1):
+    """Move off the exact-zero init (scaler_B = 0, bias_B = 0) so adapters change the model."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for t in d2l.config.targets:
+            d2l.hypernet.scaler_B[t].copy_(torch.rand(d2l.hypernet.scaler_B[t].shape, generator=g) + 0.5)
+            d2l.hypernet.bias_B[t].normal_(0, 0.05, generator=g)
+            d2l.hypernet.head[t].mul_(20)
+
+
+def _logits(d2l, ids, adapters=None):
+    with d2l.lora_context(adapters or [None] * ids.shape[0]):
+        return d2l.model(input_ids=ids).logits
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fresh_hypernet_is_identity(arch):
+    d2l = tiny_d2l(arch)
+    ad = d2l.internalize(DOC)
+    ids = torch.tensor([d2l.prompt_ids("Where does Alice live?")])
+    base = d2l.model(input_ids=ids).logits
+    assert torch.equal(_logits(d2l, ids, [ad]), base)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_batched_per_sample_lora_equals_rows_alone(arch):
+    d2l = tiny_d2l(arch)
+    _randomize(d2l)
+    ads = d2l.internalize([DOC, "Bob has a cat named Tom. " * 20])  # different ranks (1 vs 2+ chunks)
+    assert ads[0].rank != ads[1].rank
+    rows = [d2l.prompt_ids("Where does Alice live?"), d2l.prompt_ids("Name the cat?")]
+    T = min(len(r) for r in rows)
+    ids = torch.tensor([r[:T] for r in rows])
+    batched = _logits(d2l, ids, [ads[0], ads[1]])
+    for i, ad in enumerate(ads):
+        alone = _logits(d2l, ids[i:i + 1], [ad])
+        torch.testing.assert_close(batched[i:i + 1], alone, atol=1e-5, rtol=1e-5)
+    # a row without adapter in a mixed batch is the base model (up to batched-matmul rounding)
+    mixed = _logits(d2l, ids, [ads[0], None])
+    torch.testing.assert_close(mixed[1], d2l.model(input_ids=ids).logits[1], atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(batched[0], d2l.model(input_ids=ids[0:1]).logits[0])
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3"])
+def test_kv_cached_generation_equals_uncached_forward(arch):
+    d2l = tiny_d2l(arch)
+    _randomize(d2l)
+    ad = d2l.internalize(DOC)
+    ids = torch.tensor([d2l.prompt_ids("Where?")])
+    with d2l.lora_context([ad]):
+        out = d2l.model.generate(input_ids=ids, max_new_tokens=6, do_sample=False, output_scores=True,
+                                 return_dict_in_generate=True, pad_token_id=d2l.tokenizer.pad_token_id)
+        full = d2l.model(input_ids=out.sequences).logits  # one uncached forward over prompt + generation
+    for step, score in enumerate(out.scores):
+        torch.testing.assert_close(score[0], full[0, ids.shape[1] - 1 + step], atol=1e-4, rtol=1e-4)
+
+
+def test_rank_concat_equals_sum_of_deltas():
+    d2l = tiny_d2l()
+    _randomize(d2l)
+    ads = d2l.internalize([DOC, "Bob likes tea.", "Carol drives a red car."])
+    w = [0.5, 1.0, 2.0]
+    cat = Adapter.concat(ads, w)
+    assert cat.rank == sum(a.rank for a in ads)
+    for layer in range(cat.num_layers):
+        want = sum(wi * a.delta_weight("down_proj", layer) for wi, a in zip(w, ads))
+        torch.testing.assert_close(cat.delta_weight("down_proj", layer), want, atol=1e-6, rtol=1e-5)
+    # and the model with the concatenated adapter equals the model with W + sum of deltas
+    ids = torch.tensor([d2l.prompt_ids("hi")])
+    lin = dict(d2l.model.named_modules())[d2l.module_paths["down_proj"][0]]
+    with torch.no_grad():
+        saved = [dict(d2l.model.named_modules())[p].weight.clone() for p in d2l.module_paths["down_proj"]]
+        for layer, p in enumerate(d2l.module_paths["down_proj"]):
+            dict(d2l.model.named_modules())[p].weight += cat.delta_weight("down_proj", layer)
+        merged = d2l.model(input_ids=ids).logits
+        for p, wgt in zip(d2l.module_paths["down_proj"], saved):
+            dict(d2l.model.named_modules())[p].weight.copy_(wgt)
+    assert lin.weight.shape[0] > 0
+    torch.testing.assert_close(_logits(d2l, ids, [cat]), merged, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_peft_export_matches_functional_path(arch, tmp_path):
+    from peft import PeftModel
+
+    d2l = tiny_d2l(arch, targets=("down_proj", "q_proj"))
+    _randomize(d2l)
+    ad = d2l.internalize(DOC)
+    ad.save_peft(tmp_path / "peft")
+    ids = torch.tensor([d2l.prompt_ids("Where does Alice live?")])
+    ours = _logits(d2l, ids, [ad])
+    fresh, _ = tiny_model(arch)
+    peft_model = PeftModel.from_pretrained(fresh, str(tmp_path / "peft")).eval()
+    theirs = peft_model(input_ids=ids).logits
+    assert (ours - theirs).abs().max().item() < 1e-4
+    back = Adapter.load_peft(tmp_path / "peft")
+    assert back.rank == ad.rank and back.targets == sorted(ad.targets) or set(back.targets) == set(ad.targets)
+    torch.testing.assert_close(_logits(d2l, ids, [back]), ours, atol=1e-5, rtol=1e-5)
+    cfg = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
+    assert cfg["r"] == ad.rank and cfg["lora_alpha"] == pytest.approx(ad.alpha * ad.rank)
+
+
+def test_gradients_reach_every_hypernet_parameter_and_base_is_frozen():
+    d2l = tiny_d2l()
+    base_before = {k: v.clone() for k, v in d2l.model.state_dict().items()}
+    opt = torch.optim.SGD(d2l.hypernet.parameters(), lr=0.1)
+    ids = torch.tensor([d2l.prompt_ids("Where does Alice live?")])
+    chunks = [d2l.doc_chunks(DOC, n_chunks=2)]
+    for _ in range(2):  # step 1 moves scaler_B off zero; step 2's gradients then reach everything
+        opt.zero_grad()
+        A, B = d2l.doc_loras(chunks)
+        with apply_lora(d2l.model, d2l.module_paths, {t: A[0][t][None] for t in A[0]},
+                        {t: B[0][t][None] for t in B[0]}, d2l.config.alpha):
+            loss = d2l.model(input_ids=ids).logits.float().pow(2).mean()
+        loss.backward()
+        opt.step()
+    for name, p in d2l.hypernet.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert all(p.grad is None for p in d2l.model.parameters())
+    for k, v in d2l.model.state_dict().items():
+        assert torch.equal(v, base_before[k]), k
+
+
+def test_checkpoint_round_trip_exact_and_errors(tmp_path):
+    d2l = tiny_d2l()
+    _randomize(d2l)
+    d2l.save_pretrained(tmp_path / "ck", dtype=torch.float32)
+    back = D2L.from_pretrained(tmp_path / "ck", model=d2l.model, tokenizer=d2l.tokenizer, autocast=False)
+    for (k, v), (k2, v2) in zip(d2l.hypernet.state_dict().items(), back.hypernet.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    a1, a2 = d2l.internalize(DOC), back.internalize(DOC)
+    assert torch.equal(a1.A["down_proj"], a2.A["down_proj"])
+    # mismatched base model
+    other, tok = tiny_model("qwen2")
+    other.config.num_hidden_layers = 3
+    with pytest.raises(CheckpointError, match="differs"):
+        D2L.from_pretrained(tmp_path / "ck", model=other, tokenizer=tok)
+    # truncated shard
+    shard = next((tmp_path / "ck").glob("hypernet-*.safetensors"))
+    shard.write_bytes(shard.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        D2L.from_pretrained(tmp_path / "ck", model=d2l.model, tokenizer=d2l.tokenizer)
+    with pytest.raises(CheckpointError, match="no hypernetwork checkpoint"):
+        D2L.from_pretrained(tmp_path / "nowhere", model=d2l.model, tokenizer=d2l.tokenizer)
+
+
+def test_bad_inputs_raise_clear_errors(tmp_path):
+    d2l = tiny_d2l()
+    with pytest.raises(InputError, match="empty"):
+        d2l.internalize("   ")
+    with pytest.raises(InputError, match="UTF-8"):
+        d2l.internalize(b"\xff\xfe\x00bad")
+    with pytest.raises(InputError):
+        d2l.internalize(42)
+    with pytest.raises(AdapterError, match="unknown target module 'nope_proj'"):
+        tiny_d2l(targets=("nope_proj",))
+    with pytest.raises(ModelNotFoundError):
+        D2L.from_base_model(str(tmp_path / "no-such-model"))
+    with pytest.raises(ModelNotFoundError):
+        D2L.from_base_model("no-such-org/no-such-model-xyz")
+    with pytest.raises(AdapterError):
+        Adapter.from_bytes(b"garbage")
+
+
+def test_adapter_bytes_round_trip_is_bit_identical():
+    d2l = tiny_d2l()
+    _randomize(d2l)
+    ad = d2l.internalize(DOC)
+    back = Adapter.from_bytes(ad.to_bytes())
+    assert back.alpha == ad.alpha and back.module_paths == ad.module_paths
+    assert all(torch.equal(back.A[t], ad.A[t]) and torch.equal(back.B[t], ad.B[t]) for t in ad.targets)
+
+
+def test_svd_truncation_keeps_delta_when_rank_suffices():
+    d2l = tiny_d2l()
+    _randomize(d2l)
+    ads = d2l.internalize([DOC, "Bob likes tea."])
+    cat = Adapter.concat(ads)
+    small, kept = cat.truncate(cat.rank)
+    assert kept == pytest.approx(1.0)
+    for layer in range(cat.num_layers):
+        torch.testing.assert_close(small.delta_weight("down_proj", layer), cat.delta_weight("down_proj", layer),
+                                   atol=2e-4, rtol=1e-3)
+    tiny_rank, kept2 = cat.truncate(2)
+    assert tiny_rank.rank == 2 and 0 < kept2 < 1
+
+
+def test_long_documents_are_chunked_evenly_with_template_affixes():
+    d2l = tiny_d2l()
+    ids = d2l.encoder.tokenize("word " * 300)
+    chunks = d2l.doc_chunks("word " * 300, chunk_tokens=64)
+    pre, suf = d2l.encoder.affixes.prefix, d2l.encoder.affixes.suffix
+    assert len(chunks) == -(-len(ids) // 64)
+    assert all(tuple(c[: len(pre)]) == pre and tuple(c[-len(suf):]) == suf for c in chunks)
+    sizes = [len(c) - len(pre) - len(suf) for c in chunks]
+    assert max(sizes) - min(sizes) <= len(chunks)  # even split
+    assert sum(sizes) == len(ids)
+    text = d2l.tokenizer.decode(list(pre) + [0] + list(suf))
+    assert "<|im_start|>user" in text and "<|im_start|>assistant" in text
