@@ -9,6 +9,7 @@ dataclasses of :mod:`d2l_memory.store.records`.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -61,6 +62,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
+
+
+def new_id() -> str:
+    """A fresh random 32-hex-digit id (memories and adapters)."""
+    return uuid.uuid4().hex
 
 
 def utcnow() -> datetime:
