@@ -149,7 +149,7 @@ class Adapter(Base):
     base_model: Mapped[str] = mapped_column(String(512))
     hypernet_sha: Mapped[str] = mapped_column(String(128))
     payload: Mapped[bytes | None] = mapped_column(LargeBinary)
-    blob_uri: Mapped[str | None] = mapped_column(String(1024))
+    blob_uri: Mapped[str | None] = mapped_column(String(1024), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     memory: Mapped[Memory] = relationship(back_populates="adapter")
