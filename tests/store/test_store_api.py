@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 from safetensors.numpy import load
-from store_helpers import DIM, FIELDS, add, adapter_bytes, blob_files, vec
+from store_helpers import DIM, FIELDS, adapter_bytes, add, blob_files, vec
 
 from d2l_memory.store import (
     AdapterStore,

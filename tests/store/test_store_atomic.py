@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
-from store_helpers import FIELDS, add, adapter_bytes, blob_files, vec
+from store_helpers import FIELDS, adapter_bytes, add, blob_files, vec
 
 from d2l_memory.store import AdapterStore, CorruptAdapterError, NewMemory, blobs
 from d2l_memory.store import store as store_mod
