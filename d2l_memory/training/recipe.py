@@ -1,0 +1,135 @@
+"""The training recipe behind the shipped checkpoint: data mix, teacher targets, training, export.
+
+    python -m d2l_memory.training.recipe --out runs/smollm2 --steps 1200      # resumable: rerun to continue
+    d2l-memory train --out runs/smollm2 --steps 1200                           # same, through the CLI
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..data.niah import build_niah
+from ..data.personal import build_personal
+from ..data.types import Sample, read_jsonl, write_jsonl
+from ..engine import D2L
+from .teacher import compute_targets, generate_targets, load_targets, save_targets
+from .trainer import TrainConfig, Trainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataSpec:
+    personal: int = 2000  # synthetic profiles and chat transcripts (gold answers: cross-entropy)
+    niah: int = 800  # magic-number haystacks, 32-256 tokens (gold answers: cross-entropy)
+    realdoc: int = 400  # FAQ answers and dictionary definitions (teacher answers: top-k distillation)
+    seed: int = 0
+    top_k: int = 16
+
+
+def build_samples(d2l: D2L, spec: DataSpec, split: str = "train") -> list[Sample]:
+    count = lambda s: len(d2l.tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
+    samples: list[Sample] = []
+    if spec.personal:
+        samples += build_personal(spec.personal, seed=spec.seed, split=split)
+    if spec.niah:
+        samples += build_niah(spec.niah, token_range=(32, 256), seed=spec.seed, split=split, count_tokens=count)
+    if spec.realdoc:
+        from ..data.realdocs import build_realdocs
+
+        samples += build_realdocs(spec.realdoc, seed=spec.seed, split=split)
+    return samples
+
+
+def prepare(d2l: D2L, spec: DataSpec, data_dir: Path) -> tuple[list[Sample], dict]:
+    """Build (or reload) the training samples and their targets, cached under `data_dir`."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    sp = data_dir / "train.jsonl"
+    if sp.is_file():
+        samples = read_jsonl(sp)
+    else:
+        samples = build_samples(d2l, spec)
+        write_jsonl(samples, sp)
+    tp = data_dir / "targets"
+    if tp.with_suffix(".json").is_file():
+        return samples, load_targets(tp)
+    gold = [s for s in samples if s.kind != "realdoc"]
+    real = [s for s in samples if s.kind == "realdoc"]
+    t0 = time.time()
+    targets = compute_targets(d2l, gold, use_teacher=False)
+    if real:
+        log.info("teacher answers for %d real-document questions ...", sum(len(s.qas) for s in real))
+        targets.update(generate_targets(d2l, real, k=spec.top_k))
+    log.info("targets for %d questions in %.0fs", len(targets), time.time() - t0)
+    save_targets(targets, tp)
+    return samples, targets
+
+
+def run(out: str, base_model: str = "smollm2-135m", spec: DataSpec | None = None,
+        config: TrainConfig | None = None, until: int | None = None, hypernet_overrides: dict | None = None,
+        on_step=None) -> Path:
+    """Train (resuming if `out` holds a state) and export the final checkpoint to `out/final`."""
+    spec = spec or DataSpec()
+    config = config or TrainConfig(out_dir=out)
+    config.out_dir = out
+    torch.manual_seed(config.seed)
+    d2l = D2L.from_base_model(base_model, seed=config.seed, **(hypernet_overrides or {}))
+    samples, targets = prepare(d2l, spec, Path(out) / "data")
+    config.extra = dict(config.extra, data=asdict(spec), n_samples=len(samples), n_targets=len(targets))
+    trainer = Trainer(d2l, samples, targets, config)
+    trainer.maybe_resume()
+
+    def hook(info):
+        if on_step:
+            on_step(info)
+        if trainer.step % config.save_every == 0 or trainer.step == config.steps:
+            export(d2l, trainer, Path(out) / "final", spec)
+
+    trainer.train(on_step=hook, until=until)
+    return export(d2l, trainer, Path(out) / "final", spec)
+
+
+def export(d2l: D2L, trainer: Trainer, directory: Path, spec: DataSpec) -> Path:
+    d2l.hypernet.eval()
+    path = d2l.save_pretrained(directory, extra={"training": {"steps": trainer.step, "config": asdict(trainer.cfg),
+                                                              "data": asdict(spec)}})
+    d2l.hypernet.train()
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True)
+    p.add_argument("--base-model", default="smollm2-135m")
+    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--until", type=int, default=None, help="stop at this step (resume later)")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--warmup", type=int, default=30)
+    p.add_argument("--docs-per-step", type=int, default=4)
+    p.add_argument("--qas-per-doc", type=int, default=2)
+    p.add_argument("--save-every", type=int, default=25)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--personal", type=int, default=2000)
+    p.add_argument("--niah", type=int, default=800)
+    p.add_argument("--realdoc", type=int, default=400)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cfg = TrainConfig(out_dir=a.out, steps=a.steps, lr=a.lr, warmup=min(a.warmup, a.steps - 1), docs_per_step=a.docs_per_step,
+                      qas_per_doc=a.qas_per_doc, save_every=a.save_every, seed=a.seed,
+                      extra={"command": "python -m d2l_memory.training.recipe " + " ".join(argv or [])})
+    spec = DataSpec(personal=a.personal, niah=a.niah, realdoc=a.realdoc, seed=a.seed)
+    path = run(a.out, a.base_model, spec, cfg, until=a.until)
+    print(json.dumps({"checkpoint": str(path)}))
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

@@ -1,0 +1,287 @@
+"""Meta-training by context distillation (digest section 4).
+
+Per step: a few documents, each split into a random number of chunks (1-8, as the reference does so that
+long documents work at inference), go through the frozen encoder and the hypernetwork; each document's
+adapter is applied to its questions (no document in the prompt), and the student is trained to produce
+the answer tokens: cross-entropy on the answer, plus token-level cross-entropy against the teacher's
+top-k distribution when teacher targets exist. Losses are averaged per question, then per document
+(the reference's per-context average). An L1 penalty on the generated A/B keeps adapters small.
+
+Every source of randomness is a function of (seed, step), so resuming from a saved state reproduces
+the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..config import ConfigError
+from ..data.types import Sample
+from ..lora import apply_lora, pad_rank
+from . import state as train_state
+from .teacher import Target
+
+log = logging.getLogger(__name__)
+
+# Reference chunk-count distribution: 1 chunk half the time, 2 at 1/8, 3..8 at 1/16 each.
+CHUNK_PROBS = {1: 0.5, 2: 0.125, 3: 0.0625, 4: 0.0625, 5: 0.0625, 6: 0.0625, 7: 0.0625, 8: 0.0625}
+NO_DECAY = ("scaler", "bias", "layernorm", "rmsnorm", "latents_q", "ln_in", "ln_out", "b1", "b2")
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/d2l"
+    steps: int = 1000
+    docs_per_step: int = 4  # documents per step and process
+    qas_per_doc: int = 2  # questions per document per step
+    lr: float = 3e-4
+    min_lr: float = 1e-6
+    warmup: int = 30
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ce_weight: float = 1.0  # cross-entropy on the answer tokens
+    kl_weight: float = 1.0  # cross-entropy against the teacher's top-k (when targets carry it)
+    l1_coef: float = 0.1  # L1 on the generated A and B
+    max_chunks: int = 8
+    min_chunk_tokens: int = 25
+    save_every: int = 50
+    log_every: int = 10
+    seed: int = 0
+    extra: dict = field(default_factory=dict)  # free-form notes stored with the run (data seeds, command)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "docs_per_step", "qas_per_doc", "save_every", "log_every", "max_chunks",
+                     "min_chunk_tokens"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
+                raise ConfigError(f"`{name}` must be a positive int, got {getattr(self, name)!r}")
+        if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
+            raise ConfigError(f"`lr` must be > 0 and `min_lr` in [0, lr]; got lr={self.lr}, min_lr={self.min_lr}")
+        if self.warmup < 0 or self.warmup >= self.steps:
+            raise ConfigError(f"`warmup` must be in [0, steps), got {self.warmup}")
+        if self.ce_weight < 0 or self.kl_weight < 0 or self.ce_weight + self.kl_weight == 0:
+            raise ConfigError("`ce_weight` and `kl_weight` must be >= 0 and not both 0")
+
+    def lr_at(self, step: int) -> float:
+        """Linear warmup, then cosine to min_lr."""
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        p = (step - self.warmup) / max(1, self.steps - self.warmup)
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * min(1.0, p)))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """The reference's weight-decay exclusions: scalers, biases, norms and latents are not decayed."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if any(k in name.lower() for k in NO_DECAY) or p.dim() < 2 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def sample_n_chunks(rng: random.Random, n_tokens: int, max_chunks: int, min_chunk_tokens: int) -> int:
+    allowed = {k: p for k, p in CHUNK_PROBS.items() if k <= max_chunks and k <= max(1, n_tokens // min_chunk_tokens)}
+    ks, ps = zip(*allowed.items())
+    return rng.choices(ks, weights=ps)[0]
+
+
+def answer_loss(logits: torch.Tensor, target: Target, ce_weight: float, kl_weight: float) -> torch.Tensor:
+    """Mean over answer tokens of ce_weight * CE(answer) + kl_weight * CE(teacher top-k -> student).
+
+    logits [n_ans, V] are the student's logits predicting each answer token.
+    """
+    logp = torch.log_softmax(logits.float(), dim=-1)  # [n, V]
+    ans = torch.tensor(target.answer_ids, device=logits.device)
+    loss = ce_weight * F.nll_loss(logp, ans, reduction="none")
+    if target.topk_ids is not None and kl_weight > 0:
+        ids = target.topk_ids.to(logits.device).long()  # [n, k]
+        p_t = target.topk_logprobs.to(logits.device).float().exp()  # not renormalised (reference)
+        loss = loss + kl_weight * -(p_t * logp.gather(-1, ids)).sum(-1)
+    return loss.mean()
+
+
+class Trainer:
+    """Trains `d2l.hypernet` on samples with their per-question targets (`targets[f"{id}#{qi}"]`)."""
+
+    def __init__(self, d2l, samples: list[Sample], targets: dict[str, Target], config: TrainConfig,
+                 accelerator=None):
+        if not samples:
+            raise ConfigError("no training samples")
+        self.d2l, self.samples, self.targets, self.cfg = d2l, samples, targets, config
+        # Questions without a target (e.g. a teacher answer that never finished) are skipped; a document
+        # with none left is dropped.
+        self.available = {s.id: [i for i in range(len(s.qas)) if f"{s.id}#{i}" in targets] for s in samples}
+        self.samples = samples = [s for s in samples if self.available[s.id]]
+        if not samples:
+            raise ConfigError("no training sample has targets; compute them first (training.teacher)")
+        from accelerate import Accelerator
+
+        self.acc = accelerator or Accelerator(cpu=d2l.device.type == "cpu")
+        self.d2l.hypernet.train()
+        self.opt = torch.optim.AdamW(param_groups(d2l.hypernet, config.weight_decay), lr=config.lr,
+                                     betas=(0.9, 0.999), eps=1e-8)
+        self.model, self.opt = self.acc.prepare(self.d2l.hypernet, self.opt)
+        self.step = 0
+        self.history: list[dict] = []
+        self.out = Path(config.out_dir)
+
+    # ---- data -------------------------------------------------------------------------------------
+    def batch_for(self, step: int) -> list[tuple[Sample, list[int], int]]:
+        """(sample, question indices, n_chunks) for this process at `step`; a pure function of (seed, step)."""
+        n, world, rank = len(self.samples), self.acc.num_processes, self.acc.process_index
+        per = self.cfg.docs_per_step
+        out = []
+        for j in range(per):
+            pos = (step * world + rank) * per + j
+            epoch, idx = divmod(pos, n)
+            order = list(range(n))
+            random.Random(f"{self.cfg.seed}-epoch-{epoch}").shuffle(order)
+            s = self.samples[order[idx]]
+            rng = random.Random(f"{self.cfg.seed}-{step}-{rank}-{j}")
+            avail = self.available[s.id]
+            qs = rng.sample(avail, min(self.cfg.qas_per_doc, len(avail)))
+            n_tok = len(self.d2l.encoder.tokenize(s.context))
+            out.append((s, qs, sample_n_chunks(rng, n_tok, self.cfg.max_chunks, self.cfg.min_chunk_tokens)))
+        return out
+
+    # ---- one step ---------------------------------------------------------------------------------
+    def loss_for(self, batch) -> tuple[torch.Tensor, dict]:
+        d2l, cfg = self.d2l, self.cfg
+        core = self.acc.unwrap_model(self.model)
+        chunks = [d2l.doc_chunks(s.context, n_chunks=k) for s, _, k in batch]
+        flat = [c for doc in chunks for c in doc]
+        with d2l.autocast():
+            feats, mask = d2l.encoder.activations(flat)
+            A, B = self.model(feats, mask)  # per chunk [n, L, r, d]
+        docA, docB = core.combine(A, B, [len(c) for c in chunks])  # per doc [L, (K+1) r, d]
+        l1 = torch.stack([torch.cat([a[t].abs().flatten() for t in a]).mean() + torch.cat(
+            [b[t].abs().flatten() for t in b]).mean() for a, b in zip(docA, docB)]).mean()
+
+        rows, row_doc, row_target = [], [], []
+        for di, (s, qs, _) in enumerate(batch):
+            for qi in qs:
+                tgt = self.targets[f"{s.id}#{qi}"]
+                prompt = d2l.prompt_ids(s.qas[qi].question)
+                rows.append((prompt, tgt.answer_ids))
+                row_doc.append(di)
+                row_target.append(tgt)
+        R = max(a[d2l.config.targets[0]].shape[1] for a in docA)
+        rowA = {t: pad_rank([docA[i][t] for i in row_doc], R) for t in d2l.config.targets}
+        rowB = {t: pad_rank([docB[i][t] for i in row_doc], R) for t in d2l.config.targets}
+        T = max(len(p) + len(a) for p, a in rows)
+        ids = torch.full((len(rows), T), d2l.tokenizer.pad_token_id, dtype=torch.long)
+        attn = torch.zeros_like(ids)
+        for i, (p, a) in enumerate(rows):
+            ids[i, : len(p) + len(a)] = torch.tensor(p + a)
+            attn[i, : len(p) + len(a)] = 1
+        body = getattr(d2l.model, d2l.model.base_model_prefix)
+        with apply_lora(d2l.model, d2l.module_paths, rowA, rowB, d2l.config.alpha), d2l.autocast():
+            hidden = body(input_ids=ids.to(d2l.device), attention_mask=attn.to(d2l.device), use_cache=False
+                          ).last_hidden_state  # [rows, T, D]
+            per_row = []
+            for i, (p, a) in enumerate(rows):
+                logits = d2l.model.lm_head(hidden[i, len(p) - 1: len(p) - 1 + len(a)])  # predict answer tokens
+                per_row.append(answer_loss(logits, row_target[i], cfg.ce_weight, cfg.kl_weight))
+        per_row = torch.stack(per_row)
+        doc_ids = torch.tensor(row_doc, device=per_row.device)
+        per_doc = torch.zeros(len(batch), device=per_row.device).index_add(0, doc_ids, per_row)
+        per_doc = per_doc / torch.bincount(doc_ids, minlength=len(batch)).clamp(min=1)
+        task = per_doc.mean()
+        loss = task + cfg.l1_coef * l1
+        return loss, {"loss": loss.item(), "task": task.item(), "l1": l1.item()}
+
+    def train_step(self) -> dict:
+        t0 = time.time()
+        lr = self.cfg.lr_at(self.step)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.opt.zero_grad(set_to_none=True)
+        loss, info = self.loss_for(self.batch_for(self.step))
+        self.acc.backward(loss)
+        gn = self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        self.step += 1
+        info.update(step=self.step, lr=lr, grad_norm=float(gn), sec=time.time() - t0)
+        return info
+
+    # ---- loop, checkpoints ------------------------------------------------------------------------
+    @property
+    def resume_dir(self) -> Path:
+        return self.out / "resume"
+
+    def save(self) -> None:
+        if not self.acc.is_main_process:
+            return
+        core = self.acc.unwrap_model(self.model)
+        train_state.save_state(self.resume_dir, core, self.opt,
+                               {"step": self.step, "config": asdict(self.cfg), "history": self.history})
+        self.plot()
+
+    def maybe_resume(self) -> bool:
+        if not (self.resume_dir / "state.json").is_file():
+            return False
+        info = train_state.load_state(self.resume_dir, self.acc.unwrap_model(self.model), self.opt)
+        self.step, self.history = info["step"], info.get("history", [])
+        log.info("resumed from %s at step %d", self.resume_dir, self.step)
+        return True
+
+    def plot(self) -> Path | None:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return None
+        if not self.history:
+            return None
+        steps = [h["step"] for h in self.history]
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot(steps, [h["task"] for h in self.history], label="task loss", lw=0.8)
+        k = 20
+        if len(steps) > k:
+            sm = [sum(h["task"] for h in self.history[i - k:i]) / k for i in range(k, len(steps) + 1)]
+            ax.plot(steps[k - 1:], sm, label=f"task loss ({k}-step mean)", lw=1.5)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_yscale("log")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = self.out / "learning_curve.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
+    def train(self, on_step: Callable[[dict], None] | None = None, until: int | None = None) -> list[dict]:
+        """Run to `cfg.steps` (or `until`), saving every `save_every` steps; returns the step log."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.acc.is_main_process:
+            (self.out / "train_config.json").write_text(json.dumps(asdict(self.cfg), indent=2))
+        end = min(self.cfg.steps, until or self.cfg.steps)
+        with open(self.out / "log.jsonl", "a") as logf:
+            while self.step < end:
+                info = self.train_step()
+                self.history.append({k: info[k] for k in ("step", "loss", "task", "l1", "lr", "grad_norm", "sec")})
+                if self.acc.is_main_process:
+                    logf.write(json.dumps(self.history[-1]) + "\n")
+                    logf.flush()
+                if on_step:
+                    on_step(info)
+                if self.step % self.cfg.log_every == 0:
+                    recent = self.history[-self.cfg.log_every:]
+                    log.info("step %d loss %.4f task %.4f %.2fs/step", self.step, info["loss"],
+                             sum(h["task"] for h in recent) / len(recent), sum(h["sec"] for h in recent) / len(recent))
+                if self.step % self.cfg.save_every == 0 or self.step == end:
+                    self.save()
+        return self.history
