@@ -103,7 +103,8 @@ class Memory(Base):
         Index("ix_memories_user_kind", "user_id", "kind"),
         Index("ix_memories_user_created", "user_id", "created_at"),
         Index("ix_memories_expires_at", "expires_at"),
-        Index("ix_memories_deleted_at", "deleted_at"),
+        # No index on deleted_at: almost every row is NULL there, and planners without statistics
+        # chose it for "deleted_at IS NULL" (a scan of every live row); migration 0003 dropped it.
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

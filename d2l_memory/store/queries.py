@@ -28,6 +28,11 @@ def live(now: datetime) -> ColumnElement[bool]:
     return and_(Memory.deleted_at.is_(None), or_(Memory.expires_at.is_(None), Memory.expires_at > now))
 
 
+def is_live(m: Memory, now: datetime) -> bool:
+    """Python twin of :func:`live` for rows fetched by primary key."""
+    return m.deleted_at is None and (m.expires_at is None or m.expires_at > now)
+
+
 def expired_or_deleted(now: datetime) -> ColumnElement[bool]:
     return or_(Memory.deleted_at.is_not(None), Memory.expires_at <= now)
 
@@ -117,6 +122,23 @@ def embedding_models(s: Session, memory_ids: Sequence[str]) -> dict[str, list[st
             select(Embedding.memory_id, Embedding.model).where(Embedding.memory_id.in_(part))
         ):
             out.setdefault(mid, []).append(model)
+    return out
+
+
+def records_by_id(s: Session, user_id: str, ids: Sequence[str], now: datetime, *,
+                  live_only: bool = True) -> dict[str, MemoryRecord]:
+    """Records of the given ids that belong to ``user_id`` (and are live, by default).
+
+    The query filters on the primary key only and the owner and liveness are checked here:
+    with ``user_id = ?`` in the WHERE clause, planners without table statistics (a fresh SQLite
+    or PostgreSQL table) pick the user index and scan every row of the user.
+    """
+    out: dict[str, MemoryRecord] = {}
+    for part in chunks(list(dict.fromkeys(ids))):
+        rows = [(m, a) for m, a in s.execute(memories_with_adapters(Memory.id.in_(part))).all()
+                if m.user_id == user_id and (not live_only or is_live(m, now))]
+        models = embedding_models(s, [m.id for m, _ in rows])
+        out.update((m.id, to_record(m, a, models.get(m.id, ()))) for m, a in rows)
     return out
 
 

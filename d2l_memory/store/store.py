@@ -177,11 +177,11 @@ class AdapterStore:
 
     def _get_live(self, s: Session, user_id: str, memory_id: str, now: datetime, *,
                   for_update: bool = False) -> Memory:
-        stmt = select(Memory).where(Memory.id == memory_id, Memory.user_id == user_id, queries.live(now))
+        stmt = select(Memory).where(Memory.id == memory_id)  # by primary key only: see queries.records_by_id
         if for_update and self.dialect == "postgresql":
             stmt = stmt.with_for_update()
         mem = s.execute(stmt).scalar_one_or_none()
-        if mem is None:
+        if mem is None or mem.user_id != user_id or not queries.is_live(mem, now):
             raise MemoryNotFound(user_id, memory_id)
         return mem
 
@@ -285,9 +285,7 @@ class AdapterStore:
         missing = [i for i in dict.fromkeys(result_ids) if i not in new_records]
         if missing:
             with self._read() as s:
-                stmt = queries.memories_with_adapters(Memory.id.in_(missing) & (Memory.user_id == user_id))
-                for rec in queries.load_records(s, stmt):
-                    new_records[rec.id] = rec
+                new_records.update(queries.records_by_id(s, user_id, missing, utcnow(), live_only=False))
         return [new_records[i] for i in result_ids]
 
     def _add_in_txn(self, s: Session, user_id: str, prepared: list[v.PreparedMemory], dims: dict[str, int],
@@ -315,11 +313,12 @@ class AdapterStore:
         parent_ids = list({pid for p in prepared for pid in p.parents})
         parent_sha: dict[str, str | None] = {}
         for part in queries.chunks(parent_ids):
-            for mid, sha in s.execute(
-                select(Memory.id, Adapter.sha256).outerjoin(Adapter, Adapter.memory_id == Memory.id)
-                .where(Memory.id.in_(part), Memory.user_id == user_id, queries.live(now))
+            for m, sha in s.execute(
+                select(Memory, Adapter.sha256).outerjoin(Adapter, Adapter.memory_id == Memory.id)
+                .where(Memory.id.in_(part))
             ):
-                parent_sha[mid] = sha
+                if m.user_id == user_id and queries.is_live(m, now):
+                    parent_sha[m.id] = sha
         for pid in parent_ids:
             if pid not in parent_sha:
                 raise MemoryNotFound(user_id, pid)
@@ -547,12 +546,10 @@ class AdapterStore:
         """A live memory of this user; :class:`MemoryNotFound` if missing, deleted, expired or not theirs."""
         user_id, memory_id = v.check_user_id(user_id), v.check_memory_id(memory_id)
         with self._read() as s:
-            stmt = queries.memories_with_adapters(
-                (Memory.id == memory_id) & (Memory.user_id == user_id) & queries.live(utcnow()))
-            recs = queries.load_records(s, stmt)
-        if not recs:
+            recs = queries.records_by_id(s, user_id, [memory_id], utcnow())
+        if memory_id not in recs:
             raise MemoryNotFound(user_id, memory_id)
-        return recs[0]
+        return recs[memory_id]
 
     def get_adapter_bytes(self, user_id: str, memory_id: str) -> bytes:
         """The adapter's safetensors bytes, verified against the stored size and sha256.
@@ -562,10 +559,10 @@ class AdapterStore:
         """
         user_id, memory_id = v.check_user_id(user_id), v.check_memory_id(memory_id)
         with self._read() as s:
+            self._get_live(s, user_id, memory_id, utcnow())
             row = s.execute(
                 select(Adapter.payload, Adapter.blob_uri, Adapter.size_bytes, Adapter.sha256)
-                .join(Memory, Memory.id == Adapter.memory_id)
-                .where(Memory.id == memory_id, Memory.user_id == user_id, queries.live(utcnow()))
+                .where(Adapter.memory_id == memory_id)
             ).one_or_none()
         if row is None:
             raise MemoryNotFound(user_id, memory_id)
@@ -654,11 +651,8 @@ class AdapterStore:
             raise ValidationError("min_score", f"{min_score!r}", "pass a float in [-1, 1] or None")
         now = utcnow()
         with self._read() as s:
-            version = s.execute(select(User.version).where(User.id == user_id)).scalar_one_or_none()
-            if version is None:
-                return []
-            model = embedding_model or self._only_model(s, user_id)
-            if model is None:
+            version, model = self._version_and_model(s, user_id, embedding_model)
+            if version is None or model is None:
                 return []
             if self._pgvector:
                 hits = pgvector.search(s.connection(), user_id, model, q, k, now, kinds)
@@ -680,32 +674,46 @@ class AdapterStore:
             if not hits:
                 return []
             ids = [h[0] for h in hits]
-            stmt = queries.memories_with_adapters(
-                Memory.id.in_(ids) & (Memory.user_id == user_id) & queries.live(now))
-            recs = {r.id: r for r in queries.load_records(s, stmt)}
+            recs = queries.records_by_id(s, user_id, ids, now)
         return [(recs[mid], score) for mid, score in hits if mid in recs]
 
-    def _only_model(self, s: Session, user_id: str) -> str | None:
-        models = s.execute(select(Embedding.model).where(Embedding.user_id == user_id).distinct().limit(2)).scalars().all()
-        if len(models) > 1:
+    def _version_and_model(self, s: Session, user_id: str, model: str | None) -> tuple[int | None, str | None]:
+        """The user's version counter and the embedding model to search, in one round trip.
+
+        Without ``model`` the user's embeddings must all come from one model (found with two
+        index seeks on ``(user_id, model)``); None for an unknown user or one without embeddings.
+        """
+        version = select(User.version).where(User.id == user_id).scalar_subquery()
+        if model is not None:
+            return s.execute(select(version)).scalar_one_or_none(), model
+        first = select(func.min(Embedding.model)).where(Embedding.user_id == user_id).scalar_subquery()
+        last = select(func.max(Embedding.model)).where(Embedding.user_id == user_id).scalar_subquery()
+        ver, lo, hi = s.execute(select(version, first, last)).one()
+        if lo != hi:
             raise ValidationError("embedding_model", f"user {user_id!r} has embeddings of several models "
-                                    f"({', '.join(sorted(models))}, ...)", "pass embedding_model=")
-        return models[0] if models else None
+                                  f"({lo!r} ... {hi!r})", "pass embedding_model=")
+        return ver, lo
 
     def _index(self, s: Session, user_id: str, model: str, version: int) -> UserIndex | None:
+        """The user's search index for ``model``: from the cache when it is at ``version``, else loaded."""
         if self._cache is not None:
             idx = self._cache.get(user_id, model, version)
             if idx is not None:
                 return idx
-        rows = s.execute(
-            select(Embedding.memory_id, Embedding.vector, Memory.kind, Memory.expires_at, Embedding.dim)
-            .join(Memory, Memory.id == Embedding.memory_id)
-            .where(Embedding.user_id == user_id, Embedding.model == model, Memory.user_id == user_id,
-                   Memory.deleted_at.is_(None))
+        # Two single-table queries joined here: a fresh table has no planner statistics and a
+        # SQL join of the two was planned as a nested loop over the user index (seconds at 10^4).
+        vectors = s.execute(
+            select(Embedding.memory_id, Embedding.vector, Embedding.dim)
+            .where(Embedding.user_id == user_id, Embedding.model == model)
         ).all()
-        if not rows:
+        if not vectors:
             return None
-        idx = UserIndex.build(rows[0][4], version, (r[:4] for r in rows))
+        meta = {mid: (kind, exp) for mid, kind, exp in s.execute(
+            select(Memory.id, Memory.kind, Memory.expires_at)
+            .where(Memory.user_id == user_id, Memory.deleted_at.is_(None))
+        )}
+        rows = [(mid, vec, *meta[mid]) for mid, vec, _ in vectors if mid in meta]
+        idx = UserIndex.build(vectors[0][2], version, rows)
         if self._cache is not None:
             self._cache.put(user_id, model, idx)
         log.debug("loaded %d embeddings of %s/%s (version %d)", len(rows), user_id, model, version)
@@ -728,12 +736,12 @@ class AdapterStore:
         """The parents this memory was merged from and the memories merged from it."""
         user_id, memory_id = v.check_user_id(user_id), v.check_memory_id(memory_id)
         with self._read() as s:
-            exists = s.execute(select(Memory.id).where(Memory.id == memory_id, Memory.user_id == user_id)).first()
+            owner = s.execute(select(Memory.user_id).where(Memory.id == memory_id)).scalar_one_or_none()
             parents = s.execute(select(Lineage.parent_id).where(
                 Lineage.child_id == memory_id, Lineage.user_id == user_id).order_by(Lineage.parent_id)).scalars().all()
             children = s.execute(select(Lineage.child_id).where(
                 Lineage.parent_id == memory_id, Lineage.user_id == user_id).order_by(Lineage.child_id)).scalars().all()
-        if exists is None and not children:
+        if owner != user_id and not children:
             raise MemoryNotFound(user_id, memory_id)
         return LineageRecord(memory_id=memory_id, parents=tuple(parents), children=tuple(children))
 

@@ -53,6 +53,7 @@ def test_models_agree_with_migrations(db_url):
 def test_upgrade_downgrade_upgrade_with_data(db_url, tmp_path):
     assert migrate.current(db_url) is None
     assert migrate.upgrade(db_url, "0001") == "0001"
+    assert migrate.upgrade(db_url, "0002") == "0002"
     head = migrate.upgrade(db_url)
     assert head == migrate.head() == migrate.current(db_url)
     with AdapterStore(db_url, blob_dir=tmp_path / "blobs") as store:
