@@ -6,7 +6,8 @@ float32 embedding and a small fake adapter payload (4 KB); the store is filled w
 
 * ``add/s``: single ``add_memory`` calls (one transaction each) on top of the N rows
 * ``get/s``: ``get_memory`` of random ids
-* ``search/s``, ``p50``/``p95``: ``search(k=10)`` with the in-process embedding cache warm
+* ``search/s``, ``p50``/``p95``: ``search(k=10)``; numpy path with the in-process cache warm
+  (backend ``pgvector``: a PostgreSQL server with the extension, exact scan in the server)
 * ``cold``: the first search after another process wrote (full reload of the user's matrix)
 
 Usage (PostgreSQL from ``scripts/start_postgres.sh``)::
@@ -75,6 +76,7 @@ class PgSchema:
 def bench_one(url: str, blob_dir: Path, n: int, args: argparse.Namespace) -> dict:
     rng = np.random.default_rng(n)
     store = AdapterStore(url, blob_dir=blob_dir)
+    search_path = "pgvector" if store.uses_pgvector else "numpy"
     t0 = time.perf_counter()
     ids: list[str] = []
     for start in range(0, n, args.batch):
@@ -113,7 +115,7 @@ def bench_one(url: str, blob_dir: Path, n: int, args: argparse.Namespace) -> dic
     after_add_ms = (time.perf_counter() - t0) * 1e3
     store.close()
     return {
-        "n": n, "fill_rows_per_s": n / fill_s, "add_per_s": args.adds / add_s, "get_per_s": len(pick) / get_s,
+        "n": n, "search_path": search_path, "fill_rows_per_s": n / fill_s, "add_per_s": args.adds / add_s, "get_per_s": len(pick) / get_s,
         "search_per_s": 1e3 / statistics.mean(lat), "search_p50_ms": statistics.median(lat),
         "search_p95_ms": _pct(lat, 95), "search_cold_ms": cold_ms, "search_after_add_ms": after_add_ms,
     }
@@ -124,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--pg-url", default=os.environ.get("D2L_TEST_POSTGRES_URL"))
+    ap.add_argument("--pgvector-url", default=os.environ.get("D2L_TEST_PGVECTOR_URL"),
+                    help="a PostgreSQL server with the vector extension, for the 'pgvector' backend")
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--payload", type=int, default=4096, help="adapter bytes per memory")
     ap.add_argument("--queries", type=int, default=200)
@@ -137,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     if "postgres" in backends and not args.pg_url:
         print("postgres skipped: no --pg-url / D2L_TEST_POSTGRES_URL (run scripts/start_postgres.sh)", file=sys.stderr)
         backends.remove("postgres")
+    if "pgvector" in backends and not args.pgvector_url:
+        print("pgvector skipped: no --pgvector-url / D2L_TEST_PGVECTOR_URL", file=sys.stderr)
+        backends.remove("pgvector")
 
     results = []
     for n in sizes:
@@ -146,19 +153,19 @@ def main(argv: list[str] | None = None) -> int:
                 if backend == "sqlite":
                     r = bench_one(f"sqlite:///{tmp_p / 'memory.db'}", tmp_p / "blobs", n, args)
                 else:
-                    with PgSchema(args.pg_url) as url:
+                    with PgSchema(args.pg_url if backend == "postgres" else args.pgvector_url) as url:
                         r = bench_one(url, tmp_p / "blobs", n, args)
             r["backend"] = backend
             results.append(r)
             print(f"done {backend} n={n}: p50 {r['search_p50_ms']:.2f} ms", file=sys.stderr, flush=True)
 
     print(f"\nAdapter store, one user, dim {args.dim}, {args.payload} B payloads, k=10 "
-          f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy search with warm cache)\n")
-    print("| backend | memories | fill rows/s | add/s | get/s | search/s | search p50 ms | search p95 ms "
+          f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs)\n")
+    print("| backend | search | memories | fill rows/s | add/s | get/s | search/s | search p50 ms | search p95 ms "
           "| cold search ms | search after add ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in sorted(results, key=lambda r: (r["n"], r["backend"])):
-        print(f"| {r['backend']} | {r['n']:,} | {r['fill_rows_per_s']:,.0f} | {r['add_per_s']:,.0f} "
+        print(f"| {r['backend']} | {r['search_path']} | {r['n']:,} | {r['fill_rows_per_s']:,.0f} | {r['add_per_s']:,.0f} "
               f"| {r['get_per_s']:,.0f} | {r['search_per_s']:,.0f} | {r['search_p50_ms']:.2f} "
               f"| {r['search_p95_ms']:.2f} | {r['search_cold_ms']:,.0f} | {r['search_after_add_ms']:.2f} |")
     if args.json:

@@ -15,7 +15,7 @@ from alembic import context
 from d2l_memory.store.config import default_url, normalize_url
 from d2l_memory.store.engine import make_engine
 from d2l_memory.store.models import Base
-from d2l_memory.store.pgvector import SIDE_TABLE
+from d2l_memory.store.pgvector import include_object
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -23,16 +23,6 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 log = logging.getLogger("d2l_memory.migrations")
 
 target_metadata = Base.metadata
-
-
-def include_object(obj, name, type_, reflected, compare_to):  # noqa: ANN001
-    """Ignore the optional pgvector side table, which the store manages outside the migrations."""
-    if type_ == "table" and name == SIDE_TABLE:
-        return False
-    if type_ in ("index", "column", "foreign_key_constraint") and getattr(obj, "table", None) is not None:
-        if obj.table.name == SIDE_TABLE:
-            return False
-    return True
 
 
 def _url() -> str:

@@ -25,15 +25,31 @@ log = logging.getLogger(__name__)
 SIDE_TABLE = "embedding_vectors"
 _LOCK_KEY = 0x64326C76  # "d2lv": serialises side-table DDL between processes
 
-_DDL = (
-    f"""CREATE TABLE IF NOT EXISTS {SIDE_TABLE} (
-        memory_id VARCHAR(32) NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
-        model VARCHAR(255) NOT NULL,
-        user_id VARCHAR(255) NOT NULL,
-        vec vector NOT NULL,
-        PRIMARY KEY (memory_id, model))""",
-    f"CREATE INDEX IF NOT EXISTS ix_{SIDE_TABLE}_user_model ON {SIDE_TABLE} (user_id, model)",
-)
+
+
+def _ddl(vschema: str) -> tuple[str, ...]:
+    return (
+        f"""CREATE TABLE IF NOT EXISTS {SIDE_TABLE} (
+            memory_id VARCHAR(32) NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
+            model VARCHAR(255) NOT NULL,
+            user_id VARCHAR(255) NOT NULL,
+            vec {_q(vschema)}.vector NOT NULL,
+            PRIMARY KEY (memory_id, model))""",
+        f"CREATE INDEX IF NOT EXISTS ix_{SIDE_TABLE}_user_model ON {SIDE_TABLE} (user_id, model)",
+    )
+
+
+def _q(ident: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + ident.replace('"', '""') + '"'
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:  # noqa: ANN001
+    """Alembic ``include_object`` hook: ignore the side table, which the migrations do not manage."""
+    if type_ == "table" and name == SIDE_TABLE:
+        return False
+    table = getattr(obj, "table", None)
+    return not (table is not None and getattr(table, "name", None) == SIDE_TABLE)
 
 
 def vector_literal(vec: np.ndarray) -> str:
@@ -41,27 +57,37 @@ def vector_literal(vec: np.ndarray) -> str:
     return "[" + ",".join(repr(float(x)) for x in np.asarray(vec, dtype=np.float32).ravel()) + "]"
 
 
-def enable(engine: Engine) -> bool:
-    """Enable the extension and create the side table; False (logged) when pgvector is unavailable."""
+_EXT_SCHEMA = text(
+    "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
+)
+
+
+def enable(engine: Engine) -> str | None:
+    """Enable the extension and create the side table.
+
+    Returns the schema holding the extension (its type and operators are schema-qualified,
+    so the store works whatever the ``search_path``), or None (logged) when pgvector is unavailable.
+    """
     if engine.dialect.name != "postgresql":
-        return False
+        return None
     try:
         with engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-            have = conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")).scalar()
-            if not have:
+            vschema = conn.execute(_EXT_SCHEMA).scalar()
+            if vschema is None:
                 conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
-            for ddl in _DDL:
+                vschema = conn.execute(_EXT_SCHEMA).scalar()
+            for ddl in _ddl(vschema):
                 conn.execute(text(ddl))
-            backfill(conn)
+            backfill(conn, vschema)
     except DBAPIError as exc:
         log.info("pgvector unavailable, search uses the numpy path: %s", str(exc).splitlines()[0])
-        return False
-    log.info("pgvector enabled: search runs in PostgreSQL")
-    return True
+        return None
+    log.info("pgvector enabled (extension in schema %s): search runs in PostgreSQL", vschema)
+    return vschema
 
 
-def backfill(conn: Connection) -> int:
+def backfill(conn: Connection, vschema: str) -> int:
     """Mirror embeddings that have no side-table row yet (e.g. written before pgvector existed)."""
     rows = conn.execute(
         text(
@@ -70,13 +96,13 @@ def backfill(conn: Connection) -> int:
                 WHERE v.memory_id IS NULL"""
         )
     ).all()
-    insert_rows(conn, ((m, mo, u, np.frombuffer(bytes(v), dtype="<f4")) for m, mo, u, v in rows))
+    insert_rows(conn, vschema, ((m, mo, u, np.frombuffer(bytes(v), dtype="<f4")) for m, mo, u, v in rows))
     if rows:
         log.info("pgvector: backfilled %d embeddings", len(rows))
     return len(rows)
 
 
-def insert_rows(conn: Connection, rows: Iterable[tuple[str, str, str, np.ndarray]]) -> None:
+def insert_rows(conn: Connection, vschema: str, rows: Iterable[tuple[str, str, str, np.ndarray]]) -> None:
     """Insert ``(memory_id, model, user_id, vector)`` rows into the side table."""
     params = [
         {"m": m, "mo": mo, "u": u, "v": vector_literal(vec)} for m, mo, u, vec in rows
@@ -85,24 +111,36 @@ def insert_rows(conn: Connection, rows: Iterable[tuple[str, str, str, np.ndarray
         conn.execute(
             text(
                 f"INSERT INTO {SIDE_TABLE} (memory_id, model, user_id, vec) "
-                f"VALUES (:m, :mo, :u, CAST(:v AS vector)) ON CONFLICT DO NOTHING"
+                f"VALUES (:m, :mo, :u, CAST(:v AS {_q(vschema)}.vector)) ON CONFLICT DO NOTHING"
             ),
             params,
         )
 
 
-def search(conn: Connection, user_id: str, model: str, query: np.ndarray, k: int, now: datetime,
+def search(conn: Connection, vschema: str, user_id: str, model: str, query: np.ndarray, k: int, now: datetime,
            kinds: Sequence[str] | None = None) -> list[tuple[str, float]]:
-    """Top-``k`` ``(memory_id, cosine similarity)`` among the user's live memories."""
+    """Top-``k`` ``(memory_id, cosine similarity)`` among the user's live memories.
+
+    The nearest ``candidates`` vectors of the user are ranked in the side table first and only
+    those are joined to ``memories`` (by primary key) to drop deleted, expired or other-kind
+    rows; if fewer than ``k`` survive, the query is repeated over all of the user's vectors.
+    (Joining first let planners without statistics loop over the user's memories per vector.)
+    """
     kind_sql = "AND m.kind = ANY(:kinds)" if kinds else ""
+    dist = f"v.vec OPERATOR({_q(vschema)}.<=>) CAST(:q AS {_q(vschema)}.vector)"
     sql = text(
-        f"""SELECT v.memory_id, 1 - (v.vec <=> CAST(:q AS vector)) AS score
-            FROM {SIDE_TABLE} v JOIN memories m ON m.id = v.memory_id
-            WHERE v.user_id = :u AND v.model = :mo AND m.user_id = :u
-              AND m.deleted_at IS NULL AND (m.expires_at IS NULL OR m.expires_at > :now) {kind_sql}
-            ORDER BY v.vec <=> CAST(:q AS vector) LIMIT :k"""
+        f"""SELECT c.memory_id, 1 - c.dist AS score FROM (
+                SELECT v.memory_id, {dist} AS dist FROM {SIDE_TABLE} v
+                WHERE v.user_id = :u AND v.model = :mo ORDER BY dist LIMIT :cand) c
+            JOIN memories m ON m.id = c.memory_id
+            WHERE m.user_id = :u AND m.deleted_at IS NULL AND (m.expires_at IS NULL OR m.expires_at > :now) {kind_sql}
+            ORDER BY c.dist LIMIT :k"""
     )
-    params = {"q": vector_literal(query), "u": user_id, "mo": model, "now": now, "k": int(k)}
+    params: dict = {"q": vector_literal(query), "u": user_id, "mo": model, "now": now, "k": int(k)}
     if kinds:
         params["kinds"] = list(kinds)
-    return [(mid, float(score)) for mid, score in conn.execute(sql, params)]
+    cand = 4 * int(k) + 32
+    hits = [(mid, float(score)) for mid, score in conn.execute(sql, {**params, "cand": cand})]
+    if len(hits) < k:
+        hits = [(mid, float(score)) for mid, score in conn.execute(sql, {**params, "cand": None})]
+    return hits

@@ -81,7 +81,7 @@ class AdapterStore:
         self._cache = EmbeddingCache() if config.embedding_cache else None
         try:
             self._open_schema()
-            self._pgvector = self._detect_pgvector()
+            self._pgvector_schema = self._detect_pgvector()
         except BaseException:
             self._engines.dispose()
             raise
@@ -101,14 +101,14 @@ class AdapterStore:
                 f"'d2l-memory db upgrade' or open the store with auto_upgrade=True"
             )
 
-    def _detect_pgvector(self) -> bool:
+    def _detect_pgvector(self) -> str | None:
         mode = self.config.search_backend
         if self.config.backend != "postgresql" or mode == "numpy":
             if mode == "pgvector":
                 raise ConfigError("invalid search_backend 'pgvector' for SQLite. Fix: use 'auto' or 'numpy'")
-            return False
+            return None
         ok = pgvector.enable(self._engines.write)
-        if mode == "pgvector" and not ok:
+        if mode == "pgvector" and ok is None:
             raise ConfigError(
                 "invalid search_backend 'pgvector': the vector extension is not available on this server. "
                 "Fix: install pgvector on the server, or use search_backend='auto'"
@@ -123,7 +123,7 @@ class AdapterStore:
     @property
     def uses_pgvector(self) -> bool:
         """True when searches run in PostgreSQL through pgvector."""
-        return self._pgvector
+        return self._pgvector_schema is not None
 
     @property
     def blob_store(self) -> BlobStore:
@@ -297,13 +297,15 @@ class AdapterStore:
         existing: dict[str, str] = {}
         if dedup:
             shas = list({p.content_sha256 for p in prepared})
+            found = []
             for part in queries.chunks(shas):
-                for mid, sha in s.execute(
-                    select(Memory.id, Memory.content_sha256)
+                # no ORDER BY: it made SQLite walk ix_memories_user_created instead of ix_memories_user_sha
+                found += s.execute(
+                    select(Memory.created_at, Memory.id, Memory.content_sha256)
                     .where(Memory.user_id == user_id, Memory.content_sha256.in_(part), queries.live(now))
-                    .order_by(Memory.created_at)
-                ):
-                    existing.setdefault(sha, mid)
+                ).all()
+            for _, mid, sha in sorted(found):
+                existing.setdefault(sha, mid)  # the oldest live memory with this content
         for model, dim in dims.items():
             have = s.execute(
                 select(Embedding.dim).where(Embedding.user_id == user_id, Embedding.model == model).limit(1)
@@ -368,8 +370,8 @@ class AdapterStore:
                 existing[p.content_sha256] = mid
             result_ids.append(mid)
         self._insert_rows(s, rows)
-        if vectors and self._pgvector:
-            pgvector.insert_rows(s.connection(), vectors)
+        if vectors and self._pgvector_schema is not None:
+            pgvector.insert_rows(s.connection(), self._pgvector_schema, vectors)
         return result_ids, records, ops, versions
 
     def _insert_rows(self, s: Session, rows: dict[str, list[dict[str, Any]]]) -> None:
@@ -654,18 +656,20 @@ class AdapterStore:
             version, model = self._version_and_model(s, user_id, embedding_model)
             if version is None or model is None:
                 return []
-            if self._pgvector:
-                hits = pgvector.search(s.connection(), user_id, model, q, k, now, kinds)
+            if self._pgvector_schema is not None:
+                dim = s.execute(select(Embedding.dim).where(
+                    Embedding.user_id == user_id, Embedding.model == model).limit(1)).scalar_one_or_none()
+                if dim is None:
+                    return []
+                self._check_query_dim(q, dim, model)
+                hits = pgvector.search(s.connection(), self._pgvector_schema, user_id, model, q, k, now, kinds)
                 if min_score is not None:
                     hits = [h for h in hits if h[1] >= min_score]
             else:
                 idx = self._index(s, user_id, model, version)
                 if idx is None:
                     return []
-                if idx.dim != q.shape[0]:
-                    raise ValidationError(
-                        "query_vector", f"dimension {q.shape[0]} differs from dimension {idx.dim} of "
-                        f"model {model!r}", f"embed the query with {model!r}")
+                self._check_query_dim(q, idx.dim, model)
                 if self._cache is not None:
                     with self._cache.lock:
                         hits = idx.topk(q, k, now, kinds, min_score)
@@ -676,6 +680,12 @@ class AdapterStore:
             ids = [h[0] for h in hits]
             recs = queries.records_by_id(s, user_id, ids, now)
         return [(recs[mid], score) for mid, score in hits if mid in recs]
+
+    @staticmethod
+    def _check_query_dim(q: np.ndarray, dim: int, model: str) -> None:
+        if q.shape[0] != dim:
+            raise ValidationError("query_vector", f"dimension {q.shape[0]} differs from dimension {dim} of "
+                                  f"model {model!r}", f"embed the query with {model!r}")
 
     def _version_and_model(self, s: Session, user_id: str, model: str | None) -> tuple[int | None, str | None]:
         """The user's version counter and the embedding model to search, in one round trip.

@@ -216,8 +216,8 @@ def import_user(store: AdapterStore, src: Path, *, user_id: str | None = None, n
         with store._write() as s:
             report, vectors = _import_in_txn(store, s, manifest, payloads, idmap, target, source_user, new_ids,
                                              written)
-            if vectors and store._pgvector:
-                pgvector.insert_rows(s.connection(), vectors)
+            if vectors and store._pgvector_schema is not None:
+                pgvector.insert_rows(s.connection(), store._pgvector_schema, vectors)
     except BaseException:
         for uri in written:
             store._blobs.delete(uri)

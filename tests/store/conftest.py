@@ -8,29 +8,12 @@ gets its own schema (``search_path`` in the URL), dropped afterwards.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
-from urllib.parse import quote
 
 import pytest
-from sqlalchemy import create_engine, text
-from store_helpers import PG_ENV, adapter_bytes
+from store_helpers import PG_ENV, adapter_bytes, pg_schema_url
 
 from d2l_memory.store import AdapterStore
-
-
-def _pg_schema_url(base: str) -> Iterator[str]:
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -42,7 +25,7 @@ def db_url(request, tmp_path) -> Iterator[str]:
     base = os.environ.get(PG_ENV)
     if not base:
         pytest.skip(f"{PG_ENV} is not set (start a server with scripts/start_postgres.sh)")
-    yield from _pg_schema_url(base)
+    yield from pg_schema_url(base)
 
 
 @pytest.fixture

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote
+
 import numpy as np
 from safetensors.numpy import save
+from sqlalchemy import create_engine, text
 
 from d2l_memory.store import AdapterStore
 
@@ -38,3 +43,18 @@ def blob_files(tmp_path) -> list:
     """All files under ``tmp_path/blobs`` (the tests' blob directory)."""
     root = tmp_path / "blobs"
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def pg_schema_url(base: str) -> Iterator[str]:
+    """Yield a URL whose search_path is a fresh schema on the server at ``base``; drop it afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
