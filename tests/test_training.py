@@ -1,0 +1,89 @@
+"""Meta-training on tiny models: the loss falls, exact match rises, resume is exact, DDP runs on 2 CPUs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tiny import tiny_d2l
+
+from d2l_memory.data.types import QA, Sample
+from d2l_memory.evaluation import evaluate
+from d2l_memory.training.teacher import compute_targets, generate_targets, load_targets, save_targets
+from d2l_memory.training.trainer import TrainConfig, Trainer
+
+WORDS = ["green", "blue", "sky", "sun"]
+
+
+def toy_niah():
+    return [Sample(context=f"The grass is green. The special magic number is {w}. The sky is blue.",
+                   qas=(QA("What is the special magic number?", w),), kind="niah", id=f"toy{i}")
+            for i, w in enumerate(WORDS)]
+
+
+def _trainer(tmp_path, steps=200, **kw):
+    d2l = tiny_d2l(seed=0)
+    samples = toy_niah()
+    targets = compute_targets(d2l, samples, use_teacher=False)
+    cfg = TrainConfig(out_dir=str(tmp_path), steps=steps, docs_per_step=4, qas_per_doc=1, lr=3e-3, warmup=5,
+                      save_every=1000, log_every=1000, **kw)
+    return d2l, samples, Trainer(d2l, samples, targets, cfg)
+
+
+def test_training_lowers_loss_and_raises_exact_match(tmp_path):
+    d2l, samples, tr = _trainer(tmp_path)
+    fixed = tr.batch_for(0)
+    with torch.no_grad():
+        before = tr.loss_for(fixed)[1]["task"]
+    em_before = evaluate(d2l, samples, conditions=["d2l"], max_new_tokens=3)["d2l"]["em"]
+    tr.train()
+    with torch.no_grad():
+        after = tr.loss_for(fixed)[1]["task"]
+    em_after = evaluate(d2l, samples, conditions=["d2l"], max_new_tokens=3)["d2l"]["em"]
+    assert after < before - 0.2, (before, after)
+    assert em_before <= 0.25 and em_after >= 0.75, (em_before, em_after)
+    assert (tmp_path / "learning_curve.png").stat().st_size > 1000
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path):
+    _, _, straight = _trainer(tmp_path / "a", steps=10)
+    straight.train()
+    _, _, first = _trainer(tmp_path / "b", steps=10, )
+    first.cfg.save_every = 5
+    first.train(until=5)
+    _, _, resumed = _trainer(tmp_path / "b", steps=10)
+    assert resumed.maybe_resume() and resumed.step == 5
+    resumed.train()
+    for (k, a), (_, b) in zip(straight.d2l.hypernet.state_dict().items(), resumed.d2l.hypernet.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert [h["loss"] for h in straight.history] == [h["loss"] for h in resumed.history]
+
+
+def test_teacher_targets_round_trip(tmp_path):
+    d2l = tiny_d2l(seed=0)
+    samples = toy_niah()[:2]
+    gold = compute_targets(d2l, samples, k=4)
+    gen = generate_targets(d2l, samples, k=4, max_new_tokens=4)  # tiny model rarely emits EOS: may be empty
+    save_targets(gold, tmp_path / "t")
+    back = load_targets(tmp_path / "t")
+    assert back.keys() == gold.keys()
+    for k, t in gold.items():
+        assert back[k].answer_ids == t.answer_ids and torch.equal(back[k].topk_ids, t.topk_ids)
+        assert t.topk_ids.shape == (len(t.answer_ids), 4)
+    assert all(t.answer_ids[-1] == d2l.tokenizer.eos_token_id for t in gen.values())
+
+
+def test_ddp_smoke_two_cpu_processes(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           str(Path(__file__).parent / "ddp_smoke.py"), str(tmp_path)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
+    assert all(x["world"] == 2 for x in ranks)
+    assert ranks[0]["first_doc"] != ranks[1]["first_doc"]  # each process sees its own documents
+    assert ranks[0]["checksum"] == pytest.approx(ranks[1]["checksum"], rel=1e-6)  # gradients were all-reduced
+    assert all(all(torch.isfinite(torch.tensor(x["losses"]))) for x in ranks)
