@@ -103,6 +103,7 @@ class Memory(Base):
         Index("ix_memories_user_kind", "user_id", "kind"),
         Index("ix_memories_user_created", "user_id", "created_at"),
         Index("ix_memories_expires_at", "expires_at"),
+        Index("ix_memories_user_changed", "user_id", "changed_version"),
         # No index on deleted_at: almost every row is NULL there, and planners without statistics
         # chose it for "deleted_at IS NULL" (a scan of every live row); migration 0003 dropped it.
     )
@@ -119,6 +120,10 @@ class Memory(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The user's version after the last write that changed this memory's searchable state
+    # (added, deleted, expired, TTL changed): other processes refresh their search cache
+    # with the rows whose changed_version is above the version they cached.
+    changed_version: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     user: Mapped[User] = relationship(back_populates="memories")
     adapter: Mapped[Adapter | None] = relationship(

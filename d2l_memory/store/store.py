@@ -163,13 +163,20 @@ class AdapterStore:
             index_elements=["id"]))
 
     @staticmethod
-    def _bump(s: Session, user_id: str) -> tuple[int, int]:
-        """Increase the user's version (locking its row on PostgreSQL); returns (before, after)."""
+    def _bump(s: Session, user_id: str) -> tuple[int, int] | None:
+        """Increase the user's version; returns (before, after), or None for an unknown user.
+
+        Every write transaction calls this *first*: on PostgreSQL it locks the user's row, so
+        writers of one user are serialised and always take their locks in the same order
+        (user row, then memory rows), which rules out deadlocks between them. Rows whose
+        searchable state the write changes get ``changed_version = after``, which lets other
+        processes refresh their cached search index with only the changed rows.
+        """
         after = s.execute(
             update(User).where(User.id == user_id).values(version=User.version + 1).returning(User.version),
             execution_options={"synchronize_session": False},
-        ).scalar_one()
-        return after - 1, after
+        ).scalar_one_or_none()
+        return None if after is None else (after - 1, after)
 
     def _cache_apply(self, user_id: str, versions: tuple[int, int], ops: Sequence[CacheOp]) -> None:
         if self._cache is not None:
@@ -292,7 +299,8 @@ class AdapterStore:
                     dedup: bool, written: list[str]):  # noqa: ANN202
         now = utcnow()
         self._insert_user(s, user_id, now)
-        versions = self._bump(s, user_id)  # also serialises writers of this user on PostgreSQL
+        versions = self._bump(s, user_id)
+        assert versions is not None  # the user row was just ensured
 
         existing: dict[str, str] = {}
         if dedup:
@@ -344,7 +352,7 @@ class AdapterStore:
                 self._blobs.write(aid, p.adapter_bytes)
             mem = dict(id=mid, user_id=user_id, kind=p.kind, title=p.title, summary=p.summary,
                        source_text=p.text, content_sha256=p.content_sha256, meta=p.metadata, created_at=now,
-                       updated_at=now, expires_at=expires, deleted_at=None)
+                       updated_at=now, expires_at=expires, deleted_at=None, changed_version=versions[1])
             ad = dict(id=aid, memory_id=mid, rank=p.rank, target_modules=p.target_modules, dtype=p.dtype,
                       size_bytes=len(p.adapter_bytes), sha256=p.adapter_sha256, base_model=p.base_model,
                       hypernet_sha=p.hypernet_sha, payload=p.adapter_bytes if inline else None,
@@ -407,11 +415,13 @@ class AdapterStore:
         now = utcnow()
         expires = now + timedelta(seconds=ttl) if ttl is not None else None
         with self._write() as s:
-            mem = self._get_live(s, user_id, memory_id, now, for_update=True)
-            previous = mem.expires_at
-            s.execute(update(Memory).where(Memory.id == memory_id).values(expires_at=expires, updated_at=now),
-                      execution_options={"synchronize_session": False})
             versions = self._bump(s, user_id)
+            mem = self._get_live(s, user_id, memory_id, now, for_update=True)
+            assert versions is not None  # the memory exists, so its user does
+            previous = mem.expires_at
+            s.execute(update(Memory).where(Memory.id == memory_id).values(
+                expires_at=expires, updated_at=now, changed_version=versions[1]),
+                execution_options={"synchronize_session": False})
             self._history(s, [dict(
                 user_id=user_id, memory_id=memory_id, event="update", at=now, old_metadata=mem.meta,
                 new_metadata=mem.meta, details={"expires_at": expires.isoformat() if expires else None,
@@ -426,10 +436,12 @@ class AdapterStore:
         user_id, memory_id = v.check_user_id(user_id), v.check_memory_id(memory_id)
         now = utcnow()
         with self._write() as s:
-            mem = self._get_live(s, user_id, memory_id, now, for_update=True)
-            s.execute(update(Memory).where(Memory.id == memory_id).values(deleted_at=now, updated_at=now),
-                      execution_options={"synchronize_session": False})
             versions = self._bump(s, user_id)
+            mem = self._get_live(s, user_id, memory_id, now, for_update=True)
+            assert versions is not None
+            s.execute(update(Memory).where(Memory.id == memory_id).values(
+                deleted_at=now, updated_at=now, changed_version=versions[1]),
+                execution_options={"synchronize_session": False})
             self._history(s, [dict(user_id=user_id, memory_id=memory_id, event="delete", at=now,
                                    old_metadata=mem.meta)])
         self._cache_apply(user_id, versions, [CacheOp("remove", memory_id)])
@@ -439,15 +451,18 @@ class AdapterStore:
         user_id = v.check_user_id(user_id)
         now = utcnow()
         with self._write() as s:
+            versions = self._bump(s, user_id)
+            if versions is None:
+                return 0
             rows = s.execute(select(Memory.id, Memory.meta).where(
                 Memory.user_id == user_id, Memory.deleted_at.is_(None))).all()
             if not rows:
-                return 0
+                return 0  # (the version bump still commits: harmless, caches just refresh)
             ids = [r[0] for r in rows]
             for part in queries.chunks(ids):
-                s.execute(update(Memory).where(Memory.id.in_(part)).values(deleted_at=now, updated_at=now),
-                          execution_options={"synchronize_session": False})
-            versions = self._bump(s, user_id)
+                s.execute(update(Memory).where(Memory.id.in_(part)).values(
+                    deleted_at=now, updated_at=now, changed_version=versions[1]),
+                    execution_options={"synchronize_session": False})
             self._history(s, [dict(user_id=user_id, memory_id=mid, event="delete", at=now, old_metadata=meta,
                                    details={"delete_all": True}) for mid, meta in rows])
         self._cache_apply(user_id, versions, [CacheOp("remove", mid) for mid in ids])
@@ -470,17 +485,20 @@ class AdapterStore:
                 Memory.deleted_at.is_(None), Memory.expires_at <= now)
             if user_id is not None:
                 stmt = stmt.where(Memory.user_id == user_id)
-            rows = s.execute(stmt).all()
-            if not rows:
+            users = sorted({r[1] for r in s.execute(stmt).all()})
+            if not users:
                 return 0
+            for uid in users:  # user rows first, in a fixed order (see _bump)
+                bumps[uid] = self._bump(s, uid)  # type: ignore[assignment]
+            rows = [r for r in s.execute(stmt).all() if r[1] in bumps]  # again, now under the locks
             ids = [r[0] for r in rows]
-            for part in queries.chunks(ids):
-                s.execute(update(Memory).where(Memory.id.in_(part)).values(deleted_at=now),
-                          execution_options={"synchronize_session": False})
             for mid, uid, _, _ in rows:
                 per_user.setdefault(uid, []).append(mid)
-            for uid in sorted(per_user):
-                bumps[uid] = self._bump(s, uid)
+            for uid, mids in per_user.items():
+                for part in queries.chunks(mids):
+                    s.execute(update(Memory).where(Memory.id.in_(part)).values(
+                        deleted_at=now, changed_version=bumps[uid][1]),
+                        execution_options={"synchronize_session": False})
             self._history(s, [dict(user_id=uid, memory_id=mid, event="expire", at=now, old_metadata=meta,
                                    details={"expires_at": exp.isoformat()}) for mid, uid, meta, exp in rows])
         for uid, mids in per_user.items():
@@ -505,7 +523,10 @@ class AdapterStore:
                     .where(queries.expired_or_deleted(now)))
             if user_id is not None:
                 stmt = stmt.where(Memory.user_id == user_id)
-            rows = s.execute(stmt).all()
+            users = sorted({r[1] for r in s.execute(stmt).all()})
+            for uid in users:  # user rows first, in a fixed order (see _bump)
+                bumps[uid] = self._bump(s, uid)  # type: ignore[assignment]
+            rows = [r for r in s.execute(stmt).all() if r[1] in bumps]  # again, now under the locks
             ids = [r[0] for r in rows]
             for part in queries.chunks(ids):
                 s.execute(delete(Embedding).where(Embedding.memory_id.in_(part)))
@@ -514,8 +535,6 @@ class AdapterStore:
                 s.execute(delete(Memory).where(Memory.id.in_(part)))
             for mid, uid, *_ in rows:
                 per_user.setdefault(uid, []).append(mid)
-            for uid in sorted(per_user):
-                bumps[uid] = self._bump(s, uid)
             self._history(s, [dict(user_id=uid, memory_id=mid, event="purge", at=now, old_metadata=meta,
                                    details={"reason": "deleted" if deleted else "expired",
                                             "blob": uri is not None})
@@ -665,8 +684,10 @@ class AdapterStore:
                 hits = pgvector.search(s.connection(), self._pgvector_schema, user_id, model, q, k, now, kinds)
                 if min_score is not None:
                     hits = [h for h in hits if h[1] >= min_score]
-            else:
-                idx = self._index(s, user_id, model, version)
+                recs = queries.records_by_id(s, user_id, [h[0] for h in hits], now)
+                return [(recs[mid], score) for mid, score in hits if mid in recs]
+            for attempt in range(2):
+                idx = self._index(s, user_id, model, version, reload=attempt > 0)
                 if idx is None:
                     return []
                 self._check_query_dim(q, idx.dim, model)
@@ -675,10 +696,12 @@ class AdapterStore:
                         hits = idx.topk(q, k, now, kinds, min_score)
                 else:
                     hits = idx.topk(q, k, now, kinds, min_score)
-            if not hits:
-                return []
-            ids = [h[0] for h in hits]
-            recs = queries.records_by_id(s, user_id, ids, now)
+                recs = queries.records_by_id(s, user_id, [h[0] for h in hits], now)
+                if len(recs) == len(hits):
+                    break
+                # A hit is gone (e.g. deleted and purged by another process between two of our
+                # searches, which leaves no changed row behind): reload the index once.
+                log.debug("stale search index for %s/%s: reloading", user_id, model)
         return [(recs[mid], score) for mid, score in hits if mid in recs]
 
     @staticmethod
@@ -704,12 +727,43 @@ class AdapterStore:
                                   f"({lo!r} ... {hi!r})", "pass embedding_model=")
         return ver, lo
 
-    def _index(self, s: Session, user_id: str, model: str, version: int) -> UserIndex | None:
-        """The user's search index for ``model``: from the cache when it is at ``version``, else loaded."""
-        if self._cache is not None:
-            idx = self._cache.get(user_id, model, version)
-            if idx is not None:
+    def _index(self, s: Session, user_id: str, model: str, version: int, *, reload: bool = False) -> UserIndex | None:
+        """The user's search index for ``model`` at ``version``: cached, refreshed with the rows
+        changed since the cached version, or loaded in full (first use, big change, ``reload``)."""
+        if self._cache is None:
+            return self._load_index(s, user_id, model, version)
+        with self._cache.lock:
+            idx = None if reload else self._cache.peek(user_id, model)
+            if idx is not None and idx.version == version:
                 return idx
+            if idx is not None and idx.version < version and self._refresh_index(s, idx, user_id, model, version):
+                return idx
+            idx = self._load_index(s, user_id, model, version)
+            if idx is None:
+                self._cache.drop(user_id, model)
+            else:
+                self._cache.put(user_id, model, idx)
+            return idx
+
+    def _refresh_index(self, s: Session, idx: UserIndex, user_id: str, model: str, version: int) -> bool:
+        """Apply the memories changed since ``idx.version`` (by other processes); False: reload instead."""
+        changed = s.execute(
+            select(Memory.id, Memory.kind, Memory.expires_at, Memory.deleted_at)
+            .where(Memory.user_id == user_id, Memory.changed_version > idx.version)
+        ).all()
+        if len(changed) > max(1000, idx.live_rows // 4):
+            return False
+        new_ids = [mid for mid, _, _, deleted in changed if deleted is None and mid not in idx.row_of]
+        vectors: dict[str, bytes] = {}
+        for part in queries.chunks(new_ids):
+            vectors.update((mid, vec) for mid, vec in s.execute(select(Embedding.memory_id, Embedding.vector).where(
+                Embedding.memory_id.in_(part), Embedding.model == model)))
+        ok = idx.apply_changes(version, [(mid, kind, exp, deleted is not None, vectors.get(mid))
+                                         for mid, kind, exp, deleted in changed])
+        log.debug("refreshed %s/%s to version %d with %d changed memories", user_id, model, version, len(changed))
+        return ok
+
+    def _load_index(self, s: Session, user_id: str, model: str, version: int) -> UserIndex | None:
         # Two single-table queries joined here: a fresh table has no planner statistics and a
         # SQL join of the two was planned as a nested loop over the user index (seconds at 10^4).
         vectors = s.execute(
@@ -723,11 +777,10 @@ class AdapterStore:
             .where(Memory.user_id == user_id, Memory.deleted_at.is_(None))
         )}
         rows = [(mid, vec, *meta[mid]) for mid, vec, _ in vectors if mid in meta]
-        idx = UserIndex.build(vectors[0][2], version, rows)
         if self._cache is not None:
-            self._cache.put(user_id, model, idx)
+            self._cache.loads += 1
         log.debug("loaded %d embeddings of %s/%s (version %d)", len(rows), user_id, model, version)
-        return idx
+        return UserIndex.build(vectors[0][2], version, rows)
 
     def history(self, user_id: str, memory_id: str) -> list[HistoryEvent]:
         """The change log of one memory of this user, oldest first (kept after purge)."""

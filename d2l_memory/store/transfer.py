@@ -233,7 +233,7 @@ def _import_in_txn(store: AdapterStore, s, manifest: dict[str, Any], payloads: d
     now = utcnow()
     created = _dt(manifest["user"]["created_at"]) if target == source_user else now
     store._insert_user(s, target, created)
-    store._bump(s, target)
+    _, version = store._bump(s, target)  # type: ignore[misc]
     mems = manifest["memories"]
 
     existing = {}
@@ -274,7 +274,7 @@ def _import_in_txn(store: AdapterStore, s, manifest: dict[str, Any], payloads: d
             id=mid, user_id=target, kind=v.check_kind(m["kind"]), title=m["title"], summary=m["summary"],
             source_text=m["text"], content_sha256=m["content_sha256"], meta=m["metadata"] or {},
             created_at=_dt(m["created_at"]), updated_at=_dt(m["updated_at"]), expires_at=_dt(m["expires_at"]),
-            deleted_at=_dt(m["deleted_at"])))
+            deleted_at=_dt(m["deleted_at"]), changed_version=version))
         a = m["adapter"]
         if a is not None:
             aid = new_id() if new_ids else a["id"]

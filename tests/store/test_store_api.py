@@ -279,19 +279,44 @@ def test_history_and_lineage_of_unknown_ids(store):
 
 
 def test_second_store_sees_writes_of_first(db_url, tmp_path):
-    """Two stores on one database behave like two processes: caches are invalidated by the version."""
+    """Two stores on one database behave like two processes: s2's cache follows s1's writes through
+    the version counter, with only the changed rows fetched (no full reload)."""
     s1 = AdapterStore(db_url, blob_dir=tmp_path / "blobs")
-    s2 = AdapterStore(db_url, blob_dir=tmp_path / "blobs")
+    s2 = AdapterStore(db_url, blob_dir=tmp_path / "blobs", search_backend="numpy")  # the cache under test
     try:
         a = add(s1, "alice", 1)
-        assert [r.id for r, _ in s2.search("alice", vec(1), k=5)] == [a.id]
+        c = add(s1, "alice", 3)
+        assert [r.id for r, _ in s2.search("alice", vec(1), k=1)] == [a.id]
+        loads = s2.cache.loads
         b = add(s1, "alice", 2)
         assert s2.search("alice", vec(2), k=1)[0][0].id == b.id
         s1.delete("alice", b.id)
-        assert [r.id for r, _ in s2.search("alice", vec(2), k=5)] == [a.id]
+        assert b.id not in [r.id for r, _ in s2.search("alice", vec(2), k=5)]
+        s1.set_ttl("alice", a.id, 0)
+        assert [r.id for r, _ in s2.search("alice", vec(1), k=5)] == [c.id]
+        add(s1, "alice", 4, embedding=np.ones(8), embedding_model="other")  # another model: ignored
+        assert [r.id for r, _ in s2.search("alice", vec(1), k=5, embedding_model="emb")] == [c.id]
+        assert s2.cache.loads == loads  # every change above came as a delta
+        s2.search("alice", vec(2), k=5, embedding_model="emb")
+        assert s2.cache.loads == loads
+    finally:
+        s1.close()
+        s2.close()
+
+
+def test_search_heals_a_stale_cache_after_purge_elsewhere(db_url, tmp_path):
+    """Deleted and purged by another process: no changed row is left, the hit vanishes, s2 reloads."""
+    s1 = AdapterStore(db_url, blob_dir=tmp_path / "blobs")
+    s2 = AdapterStore(db_url, blob_dir=tmp_path / "blobs", search_backend="numpy")  # the cache under test
+    try:
+        recs = [add(s1, "alice", i) for i in range(4)]
+        assert s2.search("alice", vec(0), k=1)[0][0].id == recs[0].id
         loads = s2.cache.loads
-        s2.search("alice", vec(2), k=5)
-        assert s2.cache.loads == loads  # unchanged version: served from the cache
+        s1.delete("alice", recs[0].id)
+        s1.purge()
+        hits = s2.search("alice", vec(0), k=3)
+        assert len(hits) == 3 and recs[0].id not in {r.id for r, _ in hits}
+        assert s2.cache.loads == loads + 1  # the delta could not see the purged row: one reload
     finally:
         s1.close()
         s2.close()
