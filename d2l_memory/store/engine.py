@@ -7,7 +7,7 @@ and the engine emits its own ``BEGIN``: the *write* engine uses ``BEGIN IMMEDIAT
 instead of failing with "database is locked" when upgrading a read lock), the
 *read* engine a plain deferred ``BEGIN`` (WAL readers never block).
 
-PostgreSQL: one engine serves both roles.
+PostgreSQL: one connection pool; reads run in autocommit mode.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Engines:
-    """The engine that writes and the engine that reads (the same object on PostgreSQL)."""
+    """The engine that writes and the engine that reads (sharing one pool on PostgreSQL)."""
 
     write: Engine
     read: Engine
 
     def dispose(self) -> None:
         self.write.dispose()
-        if self.read is not self.write:
+        if self.read.pool is not self.write.pool:
             self.read.dispose()
 
 
@@ -95,7 +95,10 @@ def make_engines(config: StoreConfig) -> Engines:
                            echo=config.echo)
         return Engines(write=write, read=read)
     engine = make_engine(config.url, echo=config.echo, pool_size=config.pool_size)
-    return Engines(write=engine, read=engine)
+    # Reads run in autocommit (same pool): under READ COMMITTED a transaction would not give them
+    # a snapshot anyway, and BEGIN/ROLLBACK cost two round trips per call. Reads that need a
+    # snapshot (export) use REPEATABLE READ on the write engine.
+    return Engines(write=engine, read=engine.execution_options(isolation_level="AUTOCOMMIT"))
 
 
 def describe(url: str) -> str:

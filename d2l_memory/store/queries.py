@@ -104,25 +104,30 @@ def to_record(m: Memory, a: Adapter | None, models: Iterable[str] = ()) -> Memor
     )
 
 
+MODEL_SEP = "\x1f"  # ASCII unit separator: joins embedding model names in one column
+
+
 def memories_with_adapters(where: ColumnElement[bool]):  # noqa: ANN201
-    """``SELECT memory, adapter (without payload)`` for the given filter."""
+    """``SELECT memory, adapter (without payload), embedding model names`` for the given filter.
+
+    The model names come from a correlated subquery (``string_agg`` / ``group_concat``), so a
+    record costs one round trip to the database.
+    """
+    models = (
+        select(func.aggregate_strings(Embedding.model, MODEL_SEP))
+        .where(Embedding.memory_id == Memory.id)
+        .scalar_subquery()
+    )
     return (
-        select(Memory, Adapter)
+        select(Memory, Adapter, models)
         .outerjoin(Adapter, Adapter.memory_id == Memory.id)
         .options(defer(Adapter.payload))
         .where(where)
     )
 
 
-def embedding_models(s: Session, memory_ids: Sequence[str]) -> dict[str, list[str]]:
-    """Embedding model names per memory id."""
-    out: dict[str, list[str]] = {}
-    for part in chunks(list(memory_ids)):
-        for mid, model in s.execute(
-            select(Embedding.memory_id, Embedding.model).where(Embedding.memory_id.in_(part))
-        ):
-            out.setdefault(mid, []).append(model)
-    return out
+def _models(joined: str | None) -> list[str]:
+    return joined.split(MODEL_SEP) if joined else []
 
 
 def records_by_id(s: Session, user_id: str, ids: Sequence[str], now: datetime, *,
@@ -135,19 +140,12 @@ def records_by_id(s: Session, user_id: str, ids: Sequence[str], now: datetime, *
     """
     out: dict[str, MemoryRecord] = {}
     for part in chunks(list(dict.fromkeys(ids))):
-        rows = [(m, a) for m, a in s.execute(memories_with_adapters(Memory.id.in_(part))).all()
-                if m.user_id == user_id and (not live_only or is_live(m, now))]
-        models = embedding_models(s, [m.id for m, _ in rows])
-        out.update((m.id, to_record(m, a, models.get(m.id, ()))) for m, a in rows)
+        for m, a, models in s.execute(memories_with_adapters(Memory.id.in_(part))).all():
+            if m.user_id == user_id and (not live_only or is_live(m, now)):
+                out[m.id] = to_record(m, a, _models(models))
     return out
 
 
-def load_records(s: Session, stmt, ordered_ids: Sequence[str] | None = None) -> list[MemoryRecord]:  # noqa: ANN001
-    """Run a :func:`memories_with_adapters` statement and build records (in ``ordered_ids`` order if given)."""
-    rows = s.execute(stmt).all()
-    models = embedding_models(s, [m.id for m, _ in rows])
-    records = [to_record(m, a, models.get(m.id, ())) for m, a in rows]
-    if ordered_ids is not None:
-        by_id = {r.id: r for r in records}
-        records = [by_id[i] for i in ordered_ids if i in by_id]
-    return records
+def load_records(s: Session, stmt) -> list[MemoryRecord]:  # noqa: ANN001
+    """Run a :func:`memories_with_adapters` statement and build the records, in row order."""
+    return [to_record(m, a, _models(models)) for m, a, models in s.execute(stmt).all()]

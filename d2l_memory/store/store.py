@@ -153,8 +153,17 @@ class AdapterStore:
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
-        """A read-only transaction (a consistent snapshot); always rolled back."""
+        """A read-only session (SQLite: one snapshot; PostgreSQL: autocommit, each query its own)."""
         with Session(self._engines.read) as s:
+            yield s
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Session]:
+        """A read-only transaction that sees one consistent state across several queries."""
+        engine = self._engines.read
+        if self.dialect == "postgresql":
+            engine = self._engines.write.execution_options(isolation_level="REPEATABLE READ")
+        with Session(engine) as s:
             yield s
 
     def _insert_user(self, s: Session, user_id: str, created_at: datetime) -> None:
@@ -293,6 +302,9 @@ class AdapterStore:
         if missing:
             with self._read() as s:
                 new_records.update(queries.records_by_id(s, user_id, missing, utcnow(), live_only=False))
+        for i in result_ids:
+            if i not in new_records:  # a deduplicated-to memory purged by another process meanwhile
+                raise MemoryNotFound(user_id, i)
         return [new_records[i] for i in result_ids]
 
     def _add_in_txn(self, s: Session, user_id: str, prepared: list[v.PreparedMemory], dims: dict[str, int],

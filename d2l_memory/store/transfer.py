@@ -61,7 +61,7 @@ def is_archive(path: Path) -> bool:
 def export_user(store: AdapterStore, user_id: str, dest: Path, *, include_deleted: bool = True) -> Path:
     """See :meth:`AdapterStore.export_user`."""
     now = utcnow()
-    with store._read() as s:
+    with store._snapshot() as s:
         user = s.get(User, user_id)
         if user is None:
             raise UserNotFound(user_id)

@@ -212,6 +212,8 @@ def prepare(*, kind: Any, adapter_bytes: Any, rank: Any, target_modules: Any, dt
     if embedding is not None:
         vec = check_embedding(embedding)
         model = check_non_empty_str(embedding_model, "embedding_model", MAX_MODEL_NAME)
+        if "\x1f" in model:
+            raise ValidationError("embedding_model", "contains the control character \\x1f", "remove it")
     elif embedding_model is not None:
         raise ValidationError("embedding_model", "given without an embedding", "pass embedding= as well, or neither")
     text_v = check_optional_str(text, "text")
