@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from . import migrate, pgvector, queries
+from . import index_sync, migrate, pgvector, queries
 from . import validate as v
 from .blobs import BlobStore
 from .config import StoreConfig
@@ -53,7 +53,7 @@ from .records import (
     PurgeReport,
     UserRecord,
 )
-from .search import CacheOp, EmbeddingCache, UserIndex
+from .search import CacheOp, EmbeddingCache
 
 log = logging.getLogger(__name__)
 
@@ -684,7 +684,7 @@ class AdapterStore:
             raise ValidationError("min_score", f"{min_score!r}", "pass a float in [-1, 1] or None")
         now = utcnow()
         with self._read() as s:
-            version, model = self._version_and_model(s, user_id, embedding_model)
+            version, model = index_sync.version_and_model(s, user_id, embedding_model)
             if version is None or model is None:
                 return []
             if self._pgvector_schema is not None:
@@ -699,7 +699,7 @@ class AdapterStore:
                 recs = queries.records_by_id(s, user_id, [h[0] for h in hits], now)
                 return [(recs[mid], score) for mid, score in hits if mid in recs]
             for attempt in range(2):
-                idx = self._index(s, user_id, model, version, reload=attempt > 0)
+                idx = index_sync.index_for(s, self._cache, user_id, model, version, reload=attempt > 0)
                 if idx is None:
                     return []
                 self._check_query_dim(q, idx.dim, model)
@@ -721,78 +721,6 @@ class AdapterStore:
         if q.shape[0] != dim:
             raise ValidationError("query_vector", f"dimension {q.shape[0]} differs from dimension {dim} of "
                                   f"model {model!r}", f"embed the query with {model!r}")
-
-    def _version_and_model(self, s: Session, user_id: str, model: str | None) -> tuple[int | None, str | None]:
-        """The user's version counter and the embedding model to search, in one round trip.
-
-        Without ``model`` the user's embeddings must all come from one model (found with two
-        index seeks on ``(user_id, model)``); None for an unknown user or one without embeddings.
-        """
-        version = select(User.version).where(User.id == user_id).scalar_subquery()
-        if model is not None:
-            return s.execute(select(version)).scalar_one_or_none(), model
-        first = select(func.min(Embedding.model)).where(Embedding.user_id == user_id).scalar_subquery()
-        last = select(func.max(Embedding.model)).where(Embedding.user_id == user_id).scalar_subquery()
-        ver, lo, hi = s.execute(select(version, first, last)).one()
-        if lo != hi:
-            raise ValidationError("embedding_model", f"user {user_id!r} has embeddings of several models "
-                                  f"({lo!r} ... {hi!r})", "pass embedding_model=")
-        return ver, lo
-
-    def _index(self, s: Session, user_id: str, model: str, version: int, *, reload: bool = False) -> UserIndex | None:
-        """The user's search index for ``model`` at ``version``: cached, refreshed with the rows
-        changed since the cached version, or loaded in full (first use, big change, ``reload``)."""
-        if self._cache is None:
-            return self._load_index(s, user_id, model, version)
-        with self._cache.lock:
-            idx = None if reload else self._cache.peek(user_id, model)
-            if idx is not None and idx.version == version:
-                return idx
-            if idx is not None and idx.version < version and self._refresh_index(s, idx, user_id, model, version):
-                return idx
-            idx = self._load_index(s, user_id, model, version)
-            if idx is None:
-                self._cache.drop(user_id, model)
-            else:
-                self._cache.put(user_id, model, idx)
-            return idx
-
-    def _refresh_index(self, s: Session, idx: UserIndex, user_id: str, model: str, version: int) -> bool:
-        """Apply the memories changed since ``idx.version`` (by other processes); False: reload instead."""
-        changed = s.execute(
-            select(Memory.id, Memory.kind, Memory.expires_at, Memory.deleted_at)
-            .where(Memory.user_id == user_id, Memory.changed_version > idx.version)
-        ).all()
-        if len(changed) > max(1000, idx.live_rows // 4):
-            return False
-        new_ids = [mid for mid, _, _, deleted in changed if deleted is None and mid not in idx.row_of]
-        vectors: dict[str, bytes] = {}
-        for part in queries.chunks(new_ids):
-            vectors.update((mid, vec) for mid, vec in s.execute(select(Embedding.memory_id, Embedding.vector).where(
-                Embedding.memory_id.in_(part), Embedding.model == model)))
-        ok = idx.apply_changes(version, [(mid, kind, exp, deleted is not None, vectors.get(mid))
-                                         for mid, kind, exp, deleted in changed])
-        log.debug("refreshed %s/%s to version %d with %d changed memories", user_id, model, version, len(changed))
-        return ok
-
-    def _load_index(self, s: Session, user_id: str, model: str, version: int) -> UserIndex | None:
-        # Two single-table queries joined here: a fresh table has no planner statistics and a
-        # SQL join of the two was planned as a nested loop over the user index (seconds at 10^4).
-        vectors = s.execute(
-            select(Embedding.memory_id, Embedding.vector, Embedding.dim)
-            .where(Embedding.user_id == user_id, Embedding.model == model)
-        ).all()
-        if not vectors:
-            return None
-        meta = {mid: (kind, exp) for mid, kind, exp in s.execute(
-            select(Memory.id, Memory.kind, Memory.expires_at)
-            .where(Memory.user_id == user_id, Memory.deleted_at.is_(None))
-        )}
-        rows = [(mid, vec, *meta[mid]) for mid, vec, _ in vectors if mid in meta]
-        if self._cache is not None:
-            self._cache.loads += 1
-        log.debug("loaded %d embeddings of %s/%s (version %d)", len(rows), user_id, model, version)
-        return UserIndex.build(vectors[0][2], version, rows)
 
     def history(self, user_id: str, memory_id: str) -> list[HistoryEvent]:
         """The change log of one memory of this user, oldest first (kept after purge)."""
