@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import time
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -19,6 +19,8 @@ from d2l_memory.store import (
     UserNotFound,
     ValidationError,
 )
+from d2l_memory.store import store as store_module
+from d2l_memory.store.models import utcnow
 
 
 def test_add_get_roundtrip_inline_and_blob(store, tmp_path, small, big):
@@ -151,12 +153,14 @@ def test_update_metadata_merge_and_replace(store):
     assert events[2].old_metadata == {"a": 1, "b": 3, "c": {"d": [1, 2]}} and events[2].new_metadata == {"z": 0}
 
 
-def test_ttl_expiry_hides_then_expire_and_purge_remove(store, tmp_path):
+def test_ttl_expiry_hides_then_expire_and_purge_remove(store, tmp_path, monkeypatch):
     keep = add(store, "alice", 1)
-    short = add(store, "alice", 2, rows=64, ttl_seconds=0.5, metadata={"k": "v"})
-    assert short.expires_at is not None and short.adapter.storage == "blob"
+    short = add(store, "alice", 2, rows=64, ttl_seconds=60, metadata={"k": "v"})
+    assert short.expires_at == short.created_at + timedelta(seconds=60) and short.adapter.storage == "blob"
     assert store.count("alice") == 2 and len(blob_files(tmp_path)) == 1
-    time.sleep(0.6)
+    assert {r.id for r, _ in store.search("alice", vec(2), k=5)} == {keep.id, short.id}
+    later = utcnow() + timedelta(seconds=61)
+    monkeypatch.setattr(store_module, "utcnow", lambda: later)  # the store's clock jumps past the TTL
     with pytest.raises(MemoryNotFound):
         store.get_memory("alice", short.id)
     with pytest.raises(MemoryNotFound):
