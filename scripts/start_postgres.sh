@@ -6,7 +6,12 @@
 #
 #     export D2L_TEST_POSTGRES_URL="$(scripts/start_postgres.sh)"
 #
-# Extra server options can be passed in D2L_PG_OPTS (e.g. "-c fsync=off").
+# Extra server options can be passed in D2L_PG_OPTS (e.g. "-c fsync=off"); D2L_PG_BIN names another
+# directory of server binaries, e.g. the PostgreSQL 16 + pgvector bundled in the pgserver wheel:
+#     pip download --no-deps pgserver==0.1.4 && unzip pgserver-*.whl 'pgserver/pginstall/*' -d /opt/pgs
+#     chmod -R a+rX /opt/pgs
+#     D2L_PG_BIN=/opt/pgs/pgserver/pginstall/bin D2L_PG_PORT=55433 D2L_PG_DATA=/tmp/d2l-pgvector-data \
+#         scripts/start_postgres.sh
 # Idempotent: when the server is already running it only prints the URL.
 # Stop it with:  su postgres -c "pg_ctl -D ${D2L_PG_DATA:-/tmp/d2l-pgdata} stop -m fast"
 set -euo pipefail
@@ -24,6 +29,7 @@ fi
 if ! id postgres >/dev/null 2>&1; then
   log "the 'postgres' system user does not exist; install postgresql first"; exit 1
 fi
+if [ -n "${D2L_PG_BIN:-}" ]; then export PATH="$D2L_PG_BIN:$PATH"; fi
 for tool in initdb pg_ctl psql; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     # Debian keeps the server binaries outside the PATH.
