@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from tiny import ARCHS, tiny_d2l, tiny_model
+from tiny import ARCHS, make_loud, tiny_d2l, tiny_model
 
 from d2l_memory.adapter import Adapter
 from d2l_memory.engine import D2L
@@ -15,13 +15,7 @@ DOC = "Alice lives in Lisbon. The special magic number is 4821. The grass is gre
 
 
 def _randomize(d2l, seed=1):
-    """Move off the exact-zero init (scaler_B = 0, bias_B = 0) so adapters change the model."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for t in d2l.config.targets:
-            d2l.hypernet.scaler_B[t].copy_(torch.rand(d2l.hypernet.scaler_B[t].shape, generator=g) + 0.5)
-            d2l.hypernet.bias_B[t].normal_(0, 0.05, generator=g)
-            d2l.hypernet.head[t].mul_(20)
+    return make_loud(d2l, seed)
 
 
 def _logits(d2l, ids, adapters=None):
@@ -80,7 +74,7 @@ def test_rank_concat_equals_sum_of_deltas():
     assert cat.rank == sum(a.rank for a in ads)
     for layer in range(cat.num_layers):
         want = sum(wi * a.delta_weight("down_proj", layer) for wi, a in zip(w, ads))
-        torch.testing.assert_close(cat.delta_weight("down_proj", layer), want, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(cat.delta_weight("down_proj", layer), want, atol=1e-5, rtol=1e-4)
     # and the model with the concatenated adapter equals the model with W + sum of deltas
     ids = torch.tensor([d2l.prompt_ids("hi")])
     lin = dict(d2l.model.named_modules())[d2l.module_paths["down_proj"][0]]
@@ -122,7 +116,7 @@ def test_gradients_reach_every_hypernet_parameter_and_base_is_frozen():
     opt = torch.optim.SGD(d2l.hypernet.parameters(), lr=0.1)
     ids = torch.tensor([d2l.prompt_ids("Where does Alice live?")])
     chunks = [d2l.doc_chunks(DOC, n_chunks=2)]
-    for _ in range(2):  # step 1 moves scaler_B off zero; step 2's gradients then reach everything
+    for _ in range(2):  # step 1 moves the head's B half off zero; step 2's gradients then reach everything
         opt.zero_grad()
         A, B = d2l.doc_loras(chunks)
         with apply_lora(d2l.model, d2l.module_paths, {t: A[0][t][None] for t in A[0]},

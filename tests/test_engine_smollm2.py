@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from tiny import make_loud
+
 from d2l_memory.engine import D2L
 
 pytestmark = pytest.mark.slow
@@ -24,8 +26,7 @@ def test_smollm2_fresh_adapter_is_identity_and_peft_export_matches(d2l, tmp_path
     base = d2l.model(input_ids=ids).logits
     with d2l.lora_context([ad]):
         assert torch.equal(d2l.model(input_ids=ids).logits, base)
-    with torch.no_grad():  # move off the zero init so the export check is not trivial
-        d2l.hypernet.scaler_B["down_proj"].fill_(1.0)
+    make_loud(d2l, scale=1.0)  # move off the zero init so the export check is not trivial
     ad = d2l.internalize("The user's name is Alice. Alice lives in Lisbon.")
     with d2l.lora_context([ad]):
         ours = d2l.model(input_ids=ids).logits

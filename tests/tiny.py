@@ -59,3 +59,17 @@ def tiny_d2l(arch: str = "llama", seed: int = 0, targets=("down_proj",), **overr
     kw.update(overrides)
     return D2L.from_base_model(f"tiny-{arch}", model=model, tokenizer=tok, target_modules=targets, seed=seed,
                                autocast=False, encoder_config=EncoderConfig(chunk_tokens=64, chunk_batch_size=4), **kw)
+
+
+def make_loud(d2l, seed: int = 1, scale: float = 20.0):
+    """Move an untrained hypernetwork off its exact-zero init (the head's B half and bias_B start at 0),
+    so its adapters visibly change the model and tests can tell which adapter was applied."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for t, (d_in, _) in d2l.config.feature_sizes.items():
+            head = d2l.hypernet.head[t]
+            head[..., d_in:].normal_(0, float(head[..., :d_in].std()), generator=g)
+            head.mul_(scale)
+            d2l.hypernet.scaler_B[t].copy_(torch.rand(d2l.hypernet.scaler_B[t].shape, generator=g) + 0.5)
+            d2l.hypernet.bias_B[t].normal_(0, 0.05, generator=g)
+    return d2l

@@ -17,8 +17,8 @@ MAX_TOKENS = 12  # tiny models write gibberish; a few tokens are enough for plum
 def tiny_memory(tmp_dir: str | Path | None = None, *, loud_adapters: bool = True, **config):
     """A Memory on a tiny random llama. Every memory of the user is recalled (min_similarity=-1).
 
-    `loud_adapters` makes the untrained hypernetwork's adapters change the output (its B scaler starts at
-    0, i.e. delta W = 0), so tests can tell which user's adapter was applied.
+    `loud_adapters` makes the untrained hypernetwork's adapters change the output (the B half of its head
+    starts at 0, i.e. delta W = 0), so tests can tell which user's adapter was applied.
     """
     from d2l_memory.memory import HashingEmbedder, Memory, MemoryConfig
     from d2l_memory.store import AdapterStore
@@ -28,9 +28,9 @@ def tiny_memory(tmp_dir: str | Path | None = None, *, loud_adapters: bool = True
         atexit.register(shutil.rmtree, tmp_dir, True)
     engine = tiny_d2l("llama")
     if loud_adapters:
-        with torch.no_grad():
-            for p in engine.hypernet.scaler_B.values():
-                p.fill_(4.0)
+        from tiny import make_loud
+
+        make_loud(engine, scale=1.0)
     store = AdapterStore(f"sqlite:///{Path(tmp_dir) / 'memory.db'}")
     cfg = dict(min_similarity=-1.0, max_new_tokens=MAX_TOKENS, adapter_dtype="float32")
     cfg.update(config)
