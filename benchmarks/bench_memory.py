@@ -164,7 +164,9 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     t0 = time.perf_counter()
+    load_before = os.getloadavg()[0]
     res = run(args)
+    load_after = os.getloadavg()[0]
     md = table(res, args.new_tokens)
     print(md)
     if not args.no_write:
@@ -173,7 +175,13 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{res['device']}, {res['threads']} torch threads, {time.perf_counter() - t0:.0f} s in all).\n"
                 f"Engine: SmolLM2-135M-Instruct + hypernetwork `{res['checkpoint']}`; embedder all-MiniLM-L6-v2; "
                 "store SQLite; one synthetic personal profile per memory (`build_personal`, test split); "
-                "memories stored in bfloat16; top-k 4, threshold 0.2, concat merge.\n\n" + md)
+                "memories stored in bfloat16; top-k 4, threshold 0.2, concat merge. "
+                f"Load average {load_before:.1f} at the start, {load_after:.1f} at the end "
+                f"({os.cpu_count()} CPUs).\n\n" + md)
+        if max(load_before, load_after) > (os.cpu_count() or 1):
+            body += ("\n\nThe machine was oversubscribed during this run (other jobs held the cores), so the "
+                     "absolute times measure CPU share as much as code; compare the columns of one row, and "
+                     "prefer the prompt-token columns, which do not depend on load.")
         write_section(Path(args.results), body)
         print(f"wrote the '{SECTION}' section of {args.results}", file=sys.stderr)
     return res
