@@ -161,6 +161,20 @@ class D2L:
                        B={t: b.detach().to(dtype) for t, b in B.items()}, alpha=float(self.config.alpha),
                        module_paths=self.module_paths, base_model=self.base_model, hypernet_sha=self.hypernet_sha)
 
+    @torch.no_grad()
+    def calibrate(self, texts: Sequence[str], max_tokens: int = 256) -> None:
+        """Fit the hypernetwork's per-layer feature standardisation on sample documents (before training)."""
+        chunks = [self.doc_chunks(t)[0][: max_tokens] for t in texts]
+        bs = self.encoder_config.chunk_batch_size
+        feats, masks = [], []
+        for i in range(0, len(chunks), bs):
+            with self.autocast():
+                f, m = self.encoder.activations(chunks[i:i + bs])
+            T = max(len(c) for c in chunks)
+            feats.append(torch.nn.functional.pad(f.float(), (0, 0, 0, T - f.shape[2])))
+            masks.append(torch.nn.functional.pad(m, (0, T - m.shape[1])))
+        self.hypernet.calibrate(torch.cat(feats), torch.cat(masks))
+
     # ---- public API -----------------------------------------------------------------------------
     @torch.no_grad()
     def internalize(self, text: str | bytes | Sequence[str], *, chunk_tokens: int | None = None,

@@ -6,7 +6,7 @@ Read top to bottom; shapes use
     M  target modules               r  LoRA rank per chunk       N = n * L sequences for the Perceiver
 
 Data flow (digest 1.1, "layer to layer" mode):
-    feats [n, L, T, D] --(SwiGLU projection D -> d)--> [N, T, d]
+    feats [n, L, T, D] --standardise per layer and dim, (SwiGLU projection D -> d)--> [N, T, d]
     --Perceiver encoder: learned latents [Q, d] cross-attend to the tokens, `num_blocks` times--> [N, Q, d]
     --Perceiver decoder: M*r output queries cross-attend to the latents--> [n, L, M*r, d]
     --per-layer residual MLP, L2 normalisation--> [n, L, M, r, d]
@@ -189,6 +189,12 @@ class HyperLoRA(nn.Module):
         super().__init__()
         self.cfg = cfg
         L, d, r = cfg.num_layers, cfg.latent_size, cfg.rank
+        # Per-layer, per-dimension standardisation of the context features (identity until calibrated).
+        # LLM residual streams carry a few huge shared dimensions (SmolLM2: |mean| ~70 vs a median of
+        # ~0.6), so without it every document looks alike to the Perceiver (measured: pooled features of
+        # two documents differ by 33-45% in later layers with RMS norm alone, >110% standardised).
+        self.register_buffer("feat_mean", torch.zeros(L, cfg.hidden_size))
+        self.register_buffer("feat_std", torch.ones(L, cfg.hidden_size))
         self.perceiver = Perceiver(cfg)
         self.layer_mlp = PerLayerMLP(L, d, cfg.layer_mlp_hidden)
         self.head, self.scaler_A, self.scaler_B = nn.ParameterDict(), nn.ParameterDict(), nn.ParameterDict()
@@ -214,6 +220,7 @@ class HyperLoRA(nn.Module):
         """feats [n, L, T, D], mask [n, T] -> per-chunk A[t] [n, L, r, d_in], B[t] [n, L, r, d_out]."""
         cfg = self.cfg
         n, L, T, D = feats.shape
+        feats = (feats - self.feat_mean[:, None].to(feats.dtype)) / self.feat_std[:, None].to(feats.dtype)
         if cfg.normalize_ctx:  # parameter-free RMS norm: later layers' residual streams are much larger
             feats = feats * torch.rsqrt(feats.float().pow(2).mean(-1, keepdim=True) + 1e-6).to(feats.dtype)
         x = feats.reshape(n * L, T, D)  # fold layers into the batch: one shared Perceiver
@@ -228,6 +235,16 @@ class HyperLoRA(nn.Module):
             A[t] = ab[..., :d_in] * self.scaler_A[t]
             B[t] = ab[..., d_in:] * self.scaler_B[t]
         return A, B
+
+    @torch.no_grad()
+    def calibrate(self, feats: torch.Tensor, mask: torch.Tensor) -> None:
+        """Set the feature standardisation from document activations feats [n, L, T, D], mask [n, T]."""
+        m = mask[:, None, :, None].to(feats.dtype)  # [n, 1, T, 1]
+        count = m.sum((0, 2)).clamp(min=1)  # [1, 1] -> broadcasts over [L, D]
+        mean = (feats * m).sum((0, 2)) / count  # [L, D]
+        var = (((feats - mean[None, :, None]) ** 2) * m).sum((0, 2)) / count
+        self.feat_mean.copy_(mean.float())
+        self.feat_std.copy_(var.float().sqrt() + 1e-3)
 
     def bias_lora(self, scale: float = 1.0) -> tuple[dict, dict]:
         """The learned input-independent LoRA block [L, r, d], appended once per document."""

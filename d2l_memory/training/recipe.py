@@ -122,7 +122,9 @@ def run(out: str, base_model: str = "smollm2-135m", spec: DataSpec | None = None
     samples, targets = prepare(d2l, spec, Path(out) / "data")
     config.extra = dict(config.extra, data=asdict(spec), n_samples=len(samples), n_targets=len(targets))
     trainer = Trainer(d2l, samples, targets, config)
-    trainer.maybe_resume()
+    if not trainer.maybe_resume():  # a resumed state carries the standardisation buffers
+        calib = random.Random(config.seed).sample(samples, min(64, len(samples)))
+        d2l.calibrate([s.context for s in calib])
 
     def hook(info):
         if on_step:
