@@ -86,6 +86,17 @@ class Scores:
                 "seconds": self.seconds, "skipped": self.skipped, "examples": self.examples}
 
 
+@torch.no_grad()
+def answer_logprob(d2l, question: str, answer: str, adapter=None) -> float:
+    """Mean log-probability per token of `answer` (plus EOS) after `question`, with an optional adapter."""
+    prompt = d2l.prompt_ids(question)
+    ans = d2l.tokenizer(answer.strip(), add_special_tokens=False)["input_ids"] + [d2l.tokenizer.eos_token_id]
+    ids = torch.tensor([prompt + ans], device=d2l.device)
+    with d2l.lora_context([adapter]), d2l.autocast():
+        logits = d2l.model(input_ids=ids).logits[0, len(prompt) - 1: -1].float()
+    return float(torch.log_softmax(logits, -1).gather(-1, torch.tensor(ans, device=d2l.device)[:, None]).mean())
+
+
 # ---- the CD baseline -------------------------------------------------------------------------------
 def cd_adapter(d2l, sample: Sample, steps: int = 30, lr: float = 1e-3, rank: int = 8, k: int = 16):
     """Per-document context distillation: train a fresh LoRA (rank 8 on the hypernet's target modules,
