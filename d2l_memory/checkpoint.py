@@ -35,8 +35,19 @@ def save_checkpoint(directory: str | Path, state: dict[str, torch.Tensor], confi
         old.unlink()
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
+    split: dict[str, int] = {}  # tensors larger than a shard are cut along dim 0 into "<key>@<i>" parts
+    pieces: list[tuple[str, torch.Tensor]] = []
     for k, v in state.items():
         v = v.detach().to("cpu", dtype=dtype or v.dtype).contiguous()
+        nb = v.numel() * v.element_size()
+        if nb > max_shard_bytes and v.dim() > 0 and v.shape[0] > 1:
+            n = min(v.shape[0], -(-nb // max_shard_bytes))
+            parts = torch.tensor_split(v, n, dim=0)
+            split[k] = len(parts)
+            pieces += [(f"{k}@{i}", p.contiguous()) for i, p in enumerate(parts)]
+        else:
+            pieces.append((k, v))
+    for k, v in pieces:
         nb = v.numel() * v.element_size()
         if shards[-1] and size + nb > max_shard_bytes:
             shards.append({})
@@ -49,7 +60,7 @@ def save_checkpoint(directory: str | Path, state: dict[str, torch.Tensor], confi
         data = st_save(shard)
         (d / name).write_bytes(data)
         index.append({"file": name, "sha256": sha256_bytes(data), "keys": sorted(shard)})
-    cfg = dict(config, shards=index)
+    cfg = dict(config, shards=index, split_tensors=split)
     (d / CONFIG_NAME).write_text(json.dumps(cfg, indent=2))
     return d
 
@@ -90,6 +101,11 @@ def load_state(directory: Path, config: dict) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"checkpoint shard {f} is not valid safetensors: {e}") from e
     if not state:
         raise CheckpointError(f"{directory / CONFIG_NAME} lists no weight shards")
+    for k, n in config.get("split_tensors", {}).items():
+        try:
+            state[k] = torch.cat([state.pop(f"{k}@{i}") for i in range(n)], dim=0)
+        except KeyError as e:
+            raise CheckpointError(f"checkpoint {directory} misses part {e} of tensor {k!r}") from e
     return state
 
 

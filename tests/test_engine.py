@@ -207,3 +207,17 @@ def test_long_documents_are_chunked_evenly_with_template_affixes():
     assert sum(sizes) == len(ids)
     text = d2l.tokenizer.decode(list(pre) + [0] + list(suf))
     assert "<|im_start|>user" in text and "<|im_start|>assistant" in text
+
+
+def test_checkpoint_shards_respect_the_size_limit_and_split_big_tensors(tmp_path):
+    from d2l_memory import checkpoint as ck
+
+    d2l = tiny_d2l()
+    state = d2l.hypernet.state_dict()
+    limit = 4096
+    ck.save_checkpoint(tmp_path, state, {"note": "x"}, max_shard_bytes=limit)
+    cfg = ck.read_config(tmp_path)
+    assert cfg["split_tensors"]  # some tensors are larger than one shard
+    assert all(f.stat().st_size <= limit + 2048 for f in tmp_path.glob("hypernet-*.safetensors"))  # + header
+    back = ck.load_state(tmp_path, cfg)
+    assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
