@@ -1,9 +1,9 @@
 """End to end with the real shipped checkpoint (SmolLM2-135M + its trained hypernetwork). Marked slow.
 
-The shipped checkpoint is small-compute (see d2l_memory/checkpoints/smollm2-135m/README.md): it does not
-yet answer most personal questions exactly, so this test measures what it does do: the user's own recalled
-memory makes the true answers more likely than another user's memory does (the same question, the same
-bias LoRA; only the document differs).
+The shipped checkpoint is small-compute (325 steps on 2 CPU cores, see benchmarks/RESULTS.md): its adapters
+shape the answers (terse answers of the asked-for kind) but barely depend on the document yet. The first
+test checks the pipeline and that effect; the second states the memory target and is expected to fail
+until a better-trained checkpoint ships (measured margin: +0.006 nats per token; target: +0.1).
 """
 
 from __future__ import annotations
@@ -27,20 +27,37 @@ PROFILES = {
 }
 
 
-@pytest.mark.slow
-def test_shipped_checkpoint_remembers_the_users_own_facts(tmp_path):
+def _margins(tmp_path):
+    """Per fact: log-prob of the true answer with the user's own recalled adapter, another user's, and none."""
     assert (CHECKPOINT / "d2l_config.json").is_file(), f"the shipped checkpoint is missing: {CHECKPOINT}"
     cfg = MemoryConfig(min_similarity=-1.0)  # each user has one memory: always recall it
+    rows = []
     with Memory.from_defaults(db_url=f"sqlite:///{tmp_path / 'memory.db'}", config=cfg) as mem:
         ids = {u: mem.ingest(u, text)[0] for u, (text, _) in PROFILES.items()}
-        margins = []
         for user, (_, facts) in PROFILES.items():
             other = next(u for u in PROFILES if u != user)
             for q, a in facts.items():
                 own, theirs = mem.recall(user, q), mem.recall(other, q)
                 assert [m.id for m in own.memories] == [ids[user]]  # recall is per user
-                margins.append(answer_logprob(mem.engine, q, a, own.adapter)
-                               - answer_logprob(mem.engine, q, a, theirs.adapter))
+                rows.append((answer_logprob(mem.engine, q, a, own.adapter),
+                             answer_logprob(mem.engine, q, a, theirs.adapter),
+                             answer_logprob(mem.engine, q, a, None)))
         ans = mem.answer("marta", "What city does the user live in?", max_new_tokens=16)
         assert ans.text and ans.memories[0].id == ids["marta"]
-    assert sum(margins) / len(margins) > 0, margins
+    return rows
+
+
+@pytest.mark.slow
+def test_shipped_checkpoint_adapters_shape_the_answers(tmp_path):
+    rows = _margins(tmp_path)
+    # with the recalled adapter the true short answers are far more likely than with the bare model
+    assert all(own > none + 1.0 for own, _, none in rows), rows
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="memory target not reached by the shipped CPU-trained checkpoint: its adapters barely "
+                          "depend on the document yet (benchmarks/RESULTS.md)", strict=False)
+def test_shipped_checkpoint_prefers_the_users_own_facts(tmp_path):
+    rows = _margins(tmp_path)
+    margin = sum(own - theirs for own, theirs, _ in rows) / len(rows)
+    assert margin > 0.1, rows
