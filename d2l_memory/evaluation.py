@@ -203,12 +203,14 @@ def niah_sweep(d2l, lengths: Sequence[int], n: int = 10, chunk_tokens: int = 102
         lo, hi = int(L * 0.9), int(L * 1.1)
         samples = build_niah(n, token_range=(lo, hi), seed=seed, split="test", count_tokens=count)
         conds = ["d2l", "in_context"] if in_context else ["d2l"]
-        res = evaluate(d2l, samples, conditions=conds, max_new_tokens=8, batch_size=4, chunk_tokens=chunk_tokens)
-        row = {"tokens": L, "n": len(samples), "d2l_em": res["d2l"]["em"],
+        res = evaluate(d2l, samples, conditions=conds, max_new_tokens=16, batch_size=4, chunk_tokens=chunk_tokens)
+        # "contains": the needle number appears in the answer (in context SmolLM2 answers in a sentence)
+        row = {"tokens": L, "n": len(samples), "d2l_em": res["d2l"]["em"], "d2l_contains": res["d2l"]["contains"],
                "d2l_internalize_s": res["d2l"]["seconds_per_doc"]}
         if in_context:
             ic = res["in_context"]
             row["in_context_em"] = ic["em"] if ic["n"] else "beyond the window"
+            row["in_context_contains"] = ic["contains"] if ic["n"] else "beyond the window"
         rows.append(row)
         log.info("NIAH %s", row)
     return rows
@@ -223,11 +225,13 @@ def to_markdown(results: dict) -> str:
             lines.append(f"| {kind} | {c} | {r['n']} | {r['em']:.3f} | {r['contains']:.3f} | {r['f1']:.3f} | "
                          f"{r['seconds_per_doc']:.2f} |")
     if "niah_sweep" in results:
-        lines += ["", "| NIAH tokens | n | D2L EM | in-context EM | internalize s |", "|---|---|---|---|---|"]
+        lines += ["", "| NIAH tokens | n | D2L EM | D2L contains | in-context EM | in-context contains | internalize s |",
+                  "|---|---|---|---|---|---|---|"]
+        fmt = lambda x: f"{x:.3f}" if isinstance(x, float) else x  # noqa: E731
         for r in results["niah_sweep"]:
-            ic = r.get("in_context_em", "-")
-            ic = f"{ic:.3f}" if isinstance(ic, float) else ic
-            lines.append(f"| {r['tokens']} | {r['n']} | {r['d2l_em']:.3f} | {ic} | {r['d2l_internalize_s']:.2f} |")
+            lines.append(f"| {r['tokens']} | {r['n']} | {r['d2l_em']:.3f} | {r['d2l_contains']:.3f} | "
+                         f"{fmt(r.get('in_context_em', '-'))} | {fmt(r.get('in_context_contains', '-'))} | "
+                         f"{r['d2l_internalize_s']:.2f} |")
     return "\n".join(lines)
 
 
