@@ -102,7 +102,7 @@ def main() -> None:
         doc = haystack(d2l, L)
         n_tok = len(d2l.encoder.tokenize(doc))
         d2l.internalize(doc[:2000], chunk_tokens=a.chunk_tokens)  # warm-up
-        t_int = timed(lambda: d2l.internalize(doc, chunk_tokens=a.chunk_tokens), max(1, a.repeat - 1))
+        t_int = timed(lambda doc=doc: d2l.internalize(doc, chunk_tokens=a.chunk_tokens), max(1, a.repeat - 1))
         ad = d2l.internalize(doc, chunk_tokens=a.chunk_tokens)
         ta, ra = gen_stats(d2l, QUESTION, ad, a.new_tokens, a.repeat)
         tc, rc = gen_stats(d2l, QUESTION, None, a.new_tokens, a.repeat)

@@ -93,7 +93,7 @@ class Adapter:
                 raise AdapterError("adapters to concatenate must share targets, layers, widths and alpha "
                                    "(were they made for the same base model and hypernetwork?)")
         w = [1.0] * len(adapters) if weights is None else [float(x) for x in weights]
-        A = {t: torch.cat([ad.A[t] * wi for ad, wi in zip(adapters, w)], dim=1) for t in first.targets}
+        A = {t: torch.cat([ad.A[t] * wi for ad, wi in zip(adapters, w, strict=False)], dim=1) for t in first.targets}
         B = {t: torch.cat([ad.B[t] for ad in adapters], dim=1) for t in first.targets}
         return first._replace(A, B, meta={"parents": [ad.meta.get("id") for ad in adapters], "weights": w})
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
@@ -105,8 +105,3 @@ class EncoderConfig:
             v = getattr(self, name)
             _check(isinstance(v, int) and v > 0, name, f"must be a positive int, got {v!r}")
 
-
-@dataclass
-class GenerationDefaults:
-    max_new_tokens: int = 64
-    extra: dict[str, Any] = field(default_factory=dict)

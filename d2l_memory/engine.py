@@ -196,8 +196,8 @@ class D2L:
             As, Bs = self.doc_loras(chunks)
         finally:
             self.hypernet.train(was_training)
-        adapters = [self._adapter(a, b, dtype) for a, b in zip(As, Bs)]
-        for ad, c in zip(adapters, chunks):
+        adapters = [self._adapter(a, b, dtype) for a, b in zip(As, Bs, strict=False)]
+        for ad, c in zip(adapters, chunks, strict=False):
             ad.meta.update(n_chunks=len(c), n_tokens=sum(len(x) for x in c))
         return adapters[0] if single else adapters
 

@@ -161,12 +161,12 @@ def evaluate(d2l, samples: Sequence[Sample], conditions: Sequence[str] = CONDITI
             t0 = time.time()
             ads = d2l.internalize([s.context for s in batch], chunk_tokens=chunk_tokens)
             scores["d2l"].seconds += time.time() - t0
-            by_id = {s.id: a for s, a in zip(batch, ads)}
+            by_id = {s.id: a for s, a in zip(batch, ads, strict=False)}
             preds = d2l.generate(questions, adapters=[by_id[s.id] for s, _ in qs], max_new_tokens=max_new_tokens)
-            for (s, qa), p in zip(qs, preds):
+            for (_, qa), p in zip(qs, preds, strict=False):
                 scores["d2l"].add(p, qa.answer, qa.question)
         if "no_doc" in conditions:
-            for (s, qa), p in zip(qs, d2l.generate(questions, max_new_tokens=max_new_tokens)):
+            for (_, qa), p in zip(qs, d2l.generate(questions, max_new_tokens=max_new_tokens), strict=False):
                 scores["no_doc"].add(p, qa.answer, qa.question)
         if "in_context" in conditions:
             fits = [(s, qa) for s, qa in qs
@@ -176,14 +176,14 @@ def evaluate(d2l, samples: Sequence[Sample], conditions: Sequence[str] = CONDITI
                 part = fits[i:i + batch_size]
                 preds = d2l.generate([context_prompt(s.context, qa.question) for s, qa in part],
                                      max_new_tokens=max_new_tokens)
-                for (s, qa), p in zip(part, preds):
+                for (_, qa), p in zip(part, preds, strict=False):
                     scores["in_context"].add(p, qa.answer, qa.question)
         if "cd" in conditions:
             for s in batch:
                 ad, sec = cd_adapter(d2l, s, steps=cd_steps)
                 scores["cd"].seconds += sec
                 preds = d2l.generate([qa.question for qa in s.qas], adapters=ad, max_new_tokens=max_new_tokens)
-                for qa, p in zip(s.qas, preds):
+                for qa, p in zip(s.qas, preds, strict=False):
                     scores["cd"].add(p, qa.answer, qa.question)
         log.info("evaluated %d/%d documents", min(start + batch_size, len(samples)), len(samples))
     out = {c: sc.summary() for c, sc in scores.items()}

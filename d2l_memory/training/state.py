@@ -57,7 +57,7 @@ def load_state(directory: str | Path, hypernet: torch.nn.Module, optimizer: torc
         st = {k.split(".", 1)[1]: v.to(p.device) for k, v in moments.items() if k.split(".", 1)[0] == str(i)}
         if st:
             optimizer.state[p] = st
-    for g, saved in zip(optimizer.param_groups, info["param_groups"]):
+    for g, saved in zip(optimizer.param_groups, info["param_groups"], strict=False):
         for k, v in saved.items():
             if k != "n_params":
                 g[k] = tuple(v) if isinstance(v, list) else v

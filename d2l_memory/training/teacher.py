@@ -88,7 +88,7 @@ def compute_targets(d2l, samples: list[Sample], k: int = 16, batch_size: int = 8
     for i in range(0, len(rows), batch_size):
         batch = rows[i:i + batch_size]
         prompts = [d2l.prompt_ids(context_prompt(s.context, qa.question)) for _, s, qa, _ in batch]
-        seqs = [p + a for p, (_, _, _, a) in zip(prompts, batch)]
+        seqs = [p + a for p, (_, _, _, a) in zip(prompts, batch, strict=False)]
         T = max(len(x) for x in seqs)
         ids = torch.full((len(seqs), T), tok.pad_token_id, dtype=torch.long)
         mask = torch.zeros_like(ids)

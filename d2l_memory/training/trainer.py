@@ -91,7 +91,7 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 def sample_n_chunks(rng: random.Random, n_tokens: int, max_chunks: int, min_chunk_tokens: int) -> int:
     allowed = {k: p for k, p in CHUNK_PROBS.items() if k <= max_chunks and k <= max(1, n_tokens // min_chunk_tokens)}
-    ks, ps = zip(*allowed.items())
+    ks, ps = zip(*allowed.items(), strict=False)
     return rng.choices(ks, weights=ps)[0]
 
 
@@ -165,7 +165,7 @@ class Trainer:
             A, B = self.model(feats, mask)  # per chunk [n, L, r, d]
         docA, docB = core.combine(A, B, [len(c) for c in chunks])  # per doc [L, (K+1) r, d]
         l1 = torch.stack([torch.cat([a[t].abs().flatten() for t in a]).mean() + torch.cat(
-            [b[t].abs().flatten() for t in b]).mean() for a, b in zip(docA, docB)]).mean()
+            [b[t].abs().flatten() for t in b]).mean() for a, b in zip(docA, docB, strict=False)]).mean()
 
         rows, row_doc, row_target = [], [], []
         for di, (s, qs, _) in enumerate(batch):
