@@ -17,6 +17,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .adapter import Adapter
+from .batching import pad_ids
 from .config import EncoderConfig, HypernetConfig
 from .encoder import ContextEncoder, check_text
 from .errors import CheckpointError, InputError
@@ -261,13 +262,9 @@ class D2L:
             if len(alist) != len(plist):
                 raise InputError(f"got {len(alist)} adapters for {len(plist)} prompts; pass one per prompt (or None)")
         ids = [self.prompt_ids(p) for p in plist]
-        T = max(len(x) for x in ids)
         pad = self.tokenizer.pad_token_id
-        input_ids = torch.full((len(ids), T), pad, dtype=torch.long)
-        attn = torch.zeros((len(ids), T), dtype=torch.long)
-        for i, x in enumerate(ids):  # left padding for generation
-            input_ids[i, T - len(x):] = torch.tensor(x)
-            attn[i, T - len(x):] = 1
+        input_ids, attn = pad_ids(ids, pad, left=True)
+        T = input_ids.shape[1]
         kw = dict(max_new_tokens=max_new_tokens, pad_token_id=pad)
         if temperature and temperature > 0:
             kw.update(do_sample=True, temperature=temperature)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from .batching import pad_ids
 from .data.types import Sample
 from .prompts import context_prompt
 
@@ -120,12 +121,7 @@ def cd_adapter(d2l, sample: Sample, steps: int = 30, lr: float = 1e-3, rank: int
     scale = 2.0
     for _ in range(steps if rows else 0):
         opt.zero_grad()
-        T = max(len(p) + len(t.answer_ids) for p, t in rows)
-        ids = torch.full((len(rows), T), d2l.tokenizer.pad_token_id, dtype=torch.long)
-        attn = torch.zeros_like(ids)
-        for i, (p, t) in enumerate(rows):
-            ids[i, : len(p) + len(t.answer_ids)] = torch.tensor(p + t.answer_ids)
-            attn[i, : len(p) + len(t.answer_ids)] = 1
+        ids, attn = pad_ids([p + t.answer_ids for p, t in rows], d2l.tokenizer.pad_token_id)
         bA = {t: a[None].expand(len(rows), -1, -1, -1) for t, a in A.items()}
         bB = {t: b[None].expand(len(rows), -1, -1, -1) for t, b in B.items()}
         with apply_lora(d2l.model, paths, bA, bB, scale), d2l.autocast():

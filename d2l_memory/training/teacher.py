@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..batching import pad_ids
 from ..data.types import Sample
 from ..prompts import context_prompt
 
@@ -48,12 +49,8 @@ def generate_targets(d2l, samples: list[Sample], k: int = 16, max_new_tokens: in
     for i in range(0, len(pairs), batch_size):
         chunk = pairs[i:i + batch_size]
         ids = [d2l.prompt_ids(context_prompt(s.context, qa.question)) for s, _, qa in chunk]
-        T = max(len(x) for x in ids)
-        input_ids = torch.full((len(ids), T), tok.pad_token_id, dtype=torch.long)
-        attn = torch.zeros_like(input_ids)
-        for j, x in enumerate(ids):  # left padding
-            input_ids[j, T - len(x):] = torch.tensor(x)
-            attn[j, T - len(x):] = 1
+        input_ids, attn = pad_ids(ids, tok.pad_token_id, left=True)
+        T = input_ids.shape[1]
         with d2l.autocast():
             gen = d2l.model.generate(input_ids=input_ids.to(d2l.device), attention_mask=attn.to(d2l.device),
                                      max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
@@ -89,12 +86,7 @@ def compute_targets(d2l, samples: list[Sample], k: int = 16, batch_size: int = 8
         batch = rows[i:i + batch_size]
         prompts = [d2l.prompt_ids(context_prompt(s.context, qa.question)) for _, s, qa, _ in batch]
         seqs = [p + a for p, (_, _, _, a) in zip(prompts, batch, strict=False)]
-        T = max(len(x) for x in seqs)
-        ids = torch.full((len(seqs), T), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for j, x in enumerate(seqs):
-            ids[j, : len(x)] = torch.tensor(x)
-            mask[j, : len(x)] = 1
+        ids, mask = pad_ids(seqs, tok.pad_token_id)
         with d2l.autocast():
             logits = d2l.model(input_ids=ids.to(d2l.device), attention_mask=mask.to(d2l.device)).logits
         for j, (key, _, _, ans_ids) in enumerate(batch):

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..batching import pad_ids
 from ..config import ConfigError
 from ..data.types import Sample
 from ..lora import apply_lora, pad_rank
@@ -178,12 +179,7 @@ class Trainer:
         R = max(a[d2l.config.targets[0]].shape[1] for a in docA)
         rowA = {t: pad_rank([docA[i][t] for i in row_doc], R) for t in d2l.config.targets}
         rowB = {t: pad_rank([docB[i][t] for i in row_doc], R) for t in d2l.config.targets}
-        T = max(len(p) + len(a) for p, a in rows)
-        ids = torch.full((len(rows), T), d2l.tokenizer.pad_token_id, dtype=torch.long)
-        attn = torch.zeros_like(ids)
-        for i, (p, a) in enumerate(rows):
-            ids[i, : len(p) + len(a)] = torch.tensor(p + a)
-            attn[i, : len(p) + len(a)] = 1
+        ids, attn = pad_ids([p + a for p, a in rows], d2l.tokenizer.pad_token_id)
         body = getattr(d2l.model, d2l.model.base_model_prefix)
         with apply_lora(d2l.model, d2l.module_paths, rowA, rowB, d2l.config.alpha), d2l.autocast():
             hidden = body(input_ids=ids.to(d2l.device), attention_mask=attn.to(d2l.device), use_cache=False
