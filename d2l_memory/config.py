@@ -37,6 +37,8 @@ class HypernetConfig:
     layer_mlp_hidden: int = 512  # hidden width of the per-layer residual MLP (reference: 2048)
     alpha: float | None = None  # LoRA scale used directly (not divided by r); default 2 * r**1.5
     normalize_ctx: bool = True  # parameter-free RMS norm of each context activation before projection
+    center_latents: bool = True  # subtract a running mean of the latents before the L2 norm (see HyperLoRA)
+    latent_momentum: float = 0.02  # EMA rate of that running mean during training
     attn_impl: str = "auto"  # "auto" (xformers on CUDA when installed, else SDPA), "sdpa", "xformers"
 
     def __post_init__(self) -> None:
@@ -53,6 +55,8 @@ class HypernetConfig:
                f"({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})")
         _check(self.attn_impl in ("auto", "sdpa", "xformers"), "attn_impl",
                f"must be 'auto', 'sdpa' or 'xformers', got {self.attn_impl!r}")
+        _check(0.0 < float(self.latent_momentum) <= 1.0, "latent_momentum",
+               f"must be in (0, 1], got {self.latent_momentum!r}")
         if self.alpha is None:
             self.alpha = 2.0 * self.rank ** 1.5
         _check(float(self.alpha) > 0, "alpha", f"must be > 0, got {self.alpha!r}")
@@ -76,6 +80,8 @@ class HypernetConfig:
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"unknown HypernetConfig fields {sorted(unknown)}; known fields: {sorted(known)}")
+        d = dict(d)
+        d.setdefault("center_latents", False)  # checkpoints written before the field existed
         return cls(**d)
 
     @classmethod

@@ -9,7 +9,7 @@ Data flow (digest 1.1, "layer to layer" mode):
     feats [n, L, T, D] --standardise per layer and dim, (SwiGLU projection D -> d)--> [N, T, d]
     --Perceiver encoder: learned latents [Q, d] cross-attend to the tokens, `num_blocks` times--> [N, Q, d]
     --Perceiver decoder: M*r output queries cross-attend to the latents--> [n, L, M*r, d]
-    --per-layer residual MLP, L2 normalisation--> [n, L, M, r, d]
+    --per-layer residual MLP, minus the running mean over documents, L2 normalisation--> [n, L, M, r, d]
     --per-(layer, module) linear head--> [a_k ; b_k] rank-1 rows: A [n, L, r, d_in], B [n, L, r, d_out]
     --per-(layer, rank) scalers; the head's B half starts at 0, so delta W starts at exactly 0
 A document's chunks are then joined by rank concatenation with the learned bias LoRA (`combine`).
@@ -197,6 +197,13 @@ class HyperLoRA(nn.Module):
         self.register_buffer("feat_std", torch.ones(L, cfg.hidden_size))
         self.perceiver = Perceiver(cfg)
         self.layer_mlp = PerLayerMLP(L, d, cfg.layer_mlp_hidden)
+        if cfg.center_latents:
+            # Running mean of the latents over documents, subtracted before the L2 norm, so the head only
+            # ever sees how a document differs from the average document; the document-independent part
+            # of the adapter is the bias LoRA's job. Without it training collapsed the document path: the
+            # shipped 325-step checkpoint's latents had cosine 0.9994 between two different documents
+            # (0.65-0.80 at initialisation), i.e. every document got the same adapter (measured).
+            self.register_buffer("latent_mean", torch.zeros(L, len(cfg.feature_sizes) * r, d))
         self.head, self.scaler_A, self.scaler_B = nn.ParameterDict(), nn.ParameterDict(), nn.ParameterDict()
         self.bias_A, self.bias_B = nn.ParameterDict(), nn.ParameterDict()
         for t, (d_in, d_out) in cfg.feature_sizes.items():
@@ -216,8 +223,8 @@ class HyperLoRA(nn.Module):
             self.bias_A[t] = nn.Parameter(torch.randn(L, r, d_in) * (0.2 / math.sqrt(d_in * r)))
             self.bias_B[t] = nn.Parameter(torch.zeros(L, r, d_out))
 
-    def forward(self, feats: torch.Tensor, mask: torch.Tensor) -> tuple[dict, dict]:
-        """feats [n, L, T, D], mask [n, T] -> per-chunk A[t] [n, L, r, d_in], B[t] [n, L, r, d_out]."""
+    def latents(self, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """feats [n, L, T, D], mask [n, T] -> per-layer latents [n, L, M*r, d] (before centering and L2 norm)."""
         cfg = self.cfg
         n, L, T, D = feats.shape
         feats = (feats - self.feat_mean[:, None].to(feats.dtype)) / self.feat_std[:, None].to(feats.dtype)
@@ -226,8 +233,19 @@ class HyperLoRA(nn.Module):
         x = feats.reshape(n * L, T, D)  # fold layers into the batch: one shared Perceiver
         m = mask[:, None, :].expand(n, L, T).reshape(n * L, T)
         z = self.perceiver(x, m)  # [n*L, M*r, d]
-        z = self.layer_mlp(z.view(n, L, -1, cfg.latent_size))  # [n, L, M*r, d]
-        z = F.normalize(z.float(), dim=-1)  # unit latents: the head and scalers set the magnitude
+        return self.layer_mlp(z.view(n, L, -1, cfg.latent_size))  # [n, L, M*r, d]
+
+    def forward(self, feats: torch.Tensor, mask: torch.Tensor) -> tuple[dict, dict]:
+        """feats [n, L, T, D], mask [n, T] -> per-chunk A[t] [n, L, r, d_in], B[t] [n, L, r, d_out]."""
+        cfg = self.cfg
+        n, L = feats.shape[:2]
+        z = self.latents(feats, mask).float()  # [n, L, M*r, d]
+        if cfg.center_latents:
+            if self.training:  # EMA over training chunks; frozen at inference, like BatchNorm's running mean
+                with torch.no_grad():
+                    self.latent_mean.lerp_(z.detach().mean(0), cfg.latent_momentum)
+            z = z - self.latent_mean
+        z = F.normalize(z, dim=-1)  # unit latents: the head and scalers set the magnitude
         z = z.view(n, L, len(cfg.feature_sizes), cfg.rank, cfg.latent_size)  # [n, L, M, r, d]
         A, B = {}, {}
         for i, (t, (d_in, _)) in enumerate(cfg.feature_sizes.items()):
@@ -245,6 +263,8 @@ class HyperLoRA(nn.Module):
         var = (((feats - mean[None, :, None]) ** 2) * m).sum((0, 2)) / count
         self.feat_mean.copy_(mean.float())
         self.feat_std.copy_(var.float().sqrt() + 1e-3)
+        if self.cfg.center_latents:
+            self.latent_mean.copy_(self.latents(feats, mask).float().mean(0))  # [L, M*r, d]
 
     def bias_lora(self, scale: float = 1.0) -> tuple[dict, dict]:
         """The learned input-independent LoRA block [L, r, d], appended once per document."""

@@ -221,3 +221,30 @@ def test_checkpoint_shards_respect_the_size_limit_and_split_big_tensors(tmp_path
     assert all(f.stat().st_size <= limit + 2048 for f in tmp_path.glob("hypernet-*.safetensors"))  # + header
     back = ck.load_state(tmp_path, cfg)
     assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
+
+
+def test_latent_centering_tracks_documents_in_training_only():
+    """The running latent mean is set by calibration, moves with training batches, and is frozen at
+    inference; checkpoint configs written before the field existed load with centering off."""
+    from d2l_memory.config import HypernetConfig
+
+    d2l = tiny_d2l()
+    hn = d2l.hypernet
+    assert torch.count_nonzero(hn.latent_mean) == 0
+    d2l.calibrate([DOC, "The sky is blue. Bob works in Porto.", "The special magic number is 1234."])
+    calibrated = hn.latent_mean.clone()
+    assert torch.count_nonzero(calibrated) > 0
+    feats, mask = d2l.encoder.activations(d2l.doc_chunks("Alice lives in Lisbon."))
+    hn.eval()
+    d2l.internalize(DOC)
+    assert torch.equal(hn.latent_mean, calibrated)  # inference leaves it alone
+    hn.train()
+    hn(feats, mask)
+    z = hn.latents(feats, mask).float().mean(0)
+    expected = calibrated + hn.cfg.latent_momentum * (z - calibrated)
+    assert torch.allclose(hn.latent_mean, expected, atol=1e-5)
+    hn.eval()
+    old = {k: v for k, v in hn.cfg.to_dict().items() if k not in ("center_latents", "latent_momentum")}
+    assert HypernetConfig.from_dict(old).center_latents is False
+    with pytest.raises(Exception, match="latent_momentum"):
+        HypernetConfig.from_dict({**hn.cfg.to_dict(), "latent_momentum": 0.0})

@@ -112,13 +112,17 @@ def prepare(d2l: D2L, spec: DataSpec, data_dir: Path) -> tuple[list[Sample], dic
 
 def run(out: str, base_model: str = "smollm2-135m", spec: DataSpec | None = None,
         config: TrainConfig | None = None, until: int | None = None, hypernet_overrides: dict | None = None,
-        on_step=None) -> Path:
-    """Train (resuming if `out` holds a state) and export the final checkpoint to `out/final`."""
+        on_step=None, base_dtype: torch.dtype | None = None) -> Path:
+    """Train (resuming if `out` holds a state) and export the final checkpoint to `out/final`.
+
+    `base_dtype` is the frozen base model's weight dtype (None: the loader's default). bf16 weights on CPU
+    spare bf16 autocast re-casting every frozen matrix on each call (the hypernetwork stays fp32).
+    """
     spec = spec or DataSpec()
     config = config or TrainConfig(out_dir=out)
     config.out_dir = out
     torch.manual_seed(config.seed)
-    d2l = D2L.from_base_model(base_model, seed=config.seed, **(hypernet_overrides or {}))
+    d2l = D2L.from_base_model(base_model, seed=config.seed, dtype=base_dtype, **(hypernet_overrides or {}))
     samples, targets = prepare(d2l, spec, Path(out) / "data")
     config.extra = dict(config.extra, data=asdict(spec), n_samples=len(samples), n_targets=len(targets))
     trainer = Trainer(d2l, samples, targets, config)
@@ -160,13 +164,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--niah", type=int, default=800)
     p.add_argument("--realdoc", type=int, default=400)
     p.add_argument("--single-facts", type=int, default=0)
+    p.add_argument("--base-dtype", choices=["auto", "float32", "bfloat16"], default="auto",
+                   help="frozen base-model weights; auto = the loader's default (fp32 on CPU, bf16 on CUDA)")
+    p.add_argument("--hypernet", default="{}", help="HypernetConfig overrides as JSON, e.g. '{\"rank\": 16}'")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = TrainConfig(out_dir=a.out, steps=a.steps, lr=a.lr, warmup=min(a.warmup, a.steps - 1), docs_per_step=a.docs_per_step,
                       qas_per_doc=a.qas_per_doc, save_every=a.save_every, seed=a.seed,
                       extra={"command": "python -m d2l_memory.training.recipe " + " ".join(argv or [])})
     spec = DataSpec(personal=a.personal, niah=a.niah, realdoc=a.realdoc, single_facts=a.single_facts, seed=a.seed)
-    path = run(a.out, a.base_model, spec, cfg, until=a.until)
+    dtype = None if a.base_dtype == "auto" else getattr(torch, a.base_dtype)
+    path = run(a.out, a.base_model, spec, cfg, until=a.until, hypernet_overrides=json.loads(a.hypernet),
+               base_dtype=dtype)
     print(json.dumps({"checkpoint": str(path)}))
 
 

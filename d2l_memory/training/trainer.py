@@ -184,11 +184,12 @@ class Trainer:
         with apply_lora(d2l.model, d2l.module_paths, rowA, rowB, d2l.config.alpha), d2l.autocast():
             hidden = body(input_ids=ids.to(d2l.device), attention_mask=attn.to(d2l.device), use_cache=False
                           ).last_hidden_state  # [rows, T, D]
-            per_row = []
-            for i, (p, a) in enumerate(rows):
-                logits = d2l.model.lm_head(hidden[i, len(p) - 1: len(p) - 1 + len(a)])  # predict answer tokens
-                per_row.append(answer_loss(logits, row_target[i], cfg.ce_weight, cfg.kl_weight))
-        per_row = torch.stack(per_row)
+            # one LM-head call over every row's answer positions (the head is the largest matrix; per row
+            # it was re-cast to bf16 under autocast each time)
+            h = torch.cat([hidden[i, len(p) - 1: len(p) - 1 + len(a)] for i, (p, a) in enumerate(rows)])
+            logits = d2l.model.lm_head(h).split([len(a) for _, a in rows])  # predict each answer token
+            per_row = torch.stack([answer_loss(lg, row_target[i], cfg.ce_weight, cfg.kl_weight)
+                                   for i, lg in enumerate(logits)])
         doc_ids = torch.tensor(row_doc, device=per_row.device)
         per_doc = torch.zeros(len(batch), device=per_row.device).index_add(0, doc_ids, per_row)
         per_doc = per_doc / torch.bincount(doc_ids, minlength=len(batch)).clamp(min=1)
@@ -200,7 +201,7 @@ class Trainer:
         t0 = time.time()
         lr = self.cfg.lr_at(self.step)
         for g in self.opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)
         self.opt.zero_grad(set_to_none=True)
         loss, info = self.loss_for(self.batch_for(self.step))
         self.acc.backward(loss)
