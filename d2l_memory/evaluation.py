@@ -98,6 +98,35 @@ def answer_logprob(d2l, question: str, answer: str, adapter=None) -> float:
     return float(torch.log_softmax(logits, -1).gather(-1, torch.tensor(ans, device=d2l.device)[:, None]).mean())
 
 
+# Two users with parallel facts: each fact's question is asked with the user's own recalled adapter and
+# with the other user's, so only what the adapter took from the document can make a difference.
+USER_PROFILES = {
+    "marta": ("The user's name is Marta Silva. Marta lives in Lisbon. She works as a pharmacist. "
+              "Marta has a cat called Pimenta.", {"What city does the user live in?": "Lisbon",
+                                                  "What is the user's job?": "pharmacist",
+                                                  "What is the name of the user's cat?": "Pimenta"}),
+    "kenji": ("The user's name is Kenji Sato. Kenji lives in Denver. He works as an electrician. "
+              "Kenji has a dog called Rocket.", {"What city does the user live in?": "Denver",
+                                                 "What is the user's job?": "electrician",
+                                                 "What is the name of the user's dog?": "Rocket"}),
+}
+
+
+def user_margins(mem, profiles: dict = USER_PROFILES) -> tuple[list[tuple[float, float, float]], dict]:
+    """Ingest each user's profile into the `Memory` `mem`; per fact, the mean log-prob per token of the true
+    answer with the adapter recalled for that user, for another user, and with none. Returns (rows, memory
+    id per user)."""
+    ids = {u: mem.ingest(u, text)[0] for u, (text, _) in profiles.items()}
+    rows = []
+    for user, (_, facts) in profiles.items():
+        other = next(u for u in profiles if u != user)
+        for q, a in facts.items():
+            own, theirs = mem.recall(user, q), mem.recall(other, q)
+            rows.append((answer_logprob(mem.engine, q, a, own.adapter),
+                         answer_logprob(mem.engine, q, a, theirs.adapter), answer_logprob(mem.engine, q, a, None)))
+    return rows, ids
+
+
 # ---- the CD baseline -------------------------------------------------------------------------------
 def cd_adapter(d2l, sample: Sample, steps: int = 30, lr: float = 1e-3, rank: int = 8, k: int = 16):
     """Per-document context distillation: train a fresh LoRA (rank 8 on the hypernet's target modules,

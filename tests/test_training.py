@@ -87,3 +87,27 @@ def test_ddp_smoke_two_cpu_processes(tmp_path):
     assert ranks[0]["first_doc"] != ranks[1]["first_doc"]  # each process sees its own documents
     assert ranks[0]["checksum"] == pytest.approx(ranks[1]["checksum"], rel=1e-6)  # gradients were all-reduced
     assert all(all(torch.isfinite(torch.tensor(x["losses"]))) for x in ranks)
+
+
+def test_contrast_term_adds_hinge_on_own_vs_swapped_gap_and_trains(tmp_path):
+    """With the contrast term, each question is also scored with another document's adapter; the loss adds
+    relu(margin - (swapped - own)). A short run widens the own-vs-swapped gap on the toy task."""
+    _, _, plain = _trainer(tmp_path / "plain", steps=60)
+    d2l, _, tr = _trainer(tmp_path / "c", steps=60, contrast_weight=1.0, contrast_margin=5.0)
+    batch = tr.batch_for(0)
+    with torch.no_grad():
+        loss_c, info_c = tr.loss_for(batch)
+        _, info_p = plain.loss_for(batch)
+    assert "gap" not in info_p and info_c["task"] == pytest.approx(info_p["task"], rel=1e-5)
+    assert info_c["contrast"] == pytest.approx(max(0.0, 5.0 - info_c["gap"]), abs=1e-4)
+    assert loss_c.item() == pytest.approx(info_c["task"] + 0.1 * info_c["l1"] + info_c["contrast"], rel=1e-4)
+    gap_before = info_c["gap"]
+    tr.train()
+    plain.train()
+    plain.cfg.contrast_weight = 1.0  # only to measure its gap the same way
+    with torch.no_grad():
+        gap_after = tr.loss_for(batch)[1]["gap"]
+        gap_plain = plain.loss_for(batch)[1]["gap"]
+    assert gap_after > gap_before + 0.2 and gap_after > gap_plain, (gap_before, gap_after, gap_plain)
+    with pytest.raises(Exception, match="docs_per_step"):
+        TrainConfig(out_dir=str(tmp_path), docs_per_step=1, contrast_weight=1.0)

@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--niah", type=int, default=800)
     p.add_argument("--realdoc", type=int, default=400)
     p.add_argument("--single-facts", type=int, default=0)
+    p.add_argument("--contrast-weight", type=float, default=0.0,
+                   help="weight of the own-vs-other-document contrast term (TrainConfig.contrast_weight)")
+    p.add_argument("--contrast-margin", type=float, default=1.0)
     p.add_argument("--base-dtype", choices=["auto", "float32", "bfloat16"], default="auto",
                    help="frozen base-model weights; auto = the loader's default (fp32 on CPU, bf16 on CUDA)")
     p.add_argument("--hypernet", default="{}", help="HypernetConfig overrides as JSON, e.g. '{\"rank\": 16}'")
@@ -171,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = TrainConfig(out_dir=a.out, steps=a.steps, lr=a.lr, warmup=min(a.warmup, a.steps - 1), docs_per_step=a.docs_per_step,
                       qas_per_doc=a.qas_per_doc, save_every=a.save_every, seed=a.seed,
+                      contrast_weight=a.contrast_weight, contrast_margin=a.contrast_margin,
                       extra={"command": "python -m d2l_memory.training.recipe " + " ".join(argv or [])})
     spec = DataSpec(personal=a.personal, niah=a.niah, realdoc=a.realdoc, single_facts=a.single_facts, seed=a.seed)
     dtype = None if a.base_dtype == "auto" else getattr(torch, a.base_dtype)

@@ -53,6 +53,12 @@ class TrainConfig:
     ce_weight: float = 1.0  # cross-entropy on the answer tokens
     kl_weight: float = 1.0  # cross-entropy against the teacher's top-k (when targets carry it)
     l1_coef: float = 0.1  # L1 on the generated A and B
+    # Document-contrast term (not in the reference): each question is also answered with the adapter of
+    # another document of the batch, and relu(margin - (loss_swapped - loss_own)) is added, weighted.
+    # Anything document-independent (answer format) cancels in the difference, so this term's gradient
+    # is all about using the document; 0 turns it off (and saves the extra student pass).
+    contrast_weight: float = 0.0
+    contrast_margin: float = 1.0  # nats per answer token
     max_chunks: int = 8
     min_chunk_tokens: int = 25
     save_every: int = 50
@@ -71,6 +77,11 @@ class TrainConfig:
             raise ConfigError(f"`warmup` must be in [0, steps), got {self.warmup}")
         if self.ce_weight < 0 or self.kl_weight < 0 or self.ce_weight + self.kl_weight == 0:
             raise ConfigError("`ce_weight` and `kl_weight` must be >= 0 and not both 0")
+        if self.contrast_weight < 0 or self.contrast_margin < 0:
+            raise ConfigError("`contrast_weight` and `contrast_margin` must be >= 0")
+        if self.contrast_weight > 0 and self.docs_per_step < 2:
+            raise ConfigError("`contrast_weight` > 0 needs `docs_per_step` >= 2 (a question is contrasted with "
+                              "another document's adapter from the same step)")
 
     def lr_at(self, step: int) -> float:
         """Linear warmup, then cosine to min_lr."""
@@ -177,25 +188,51 @@ class Trainer:
                 row_doc.append(di)
                 row_target.append(tgt)
         R = max(a[d2l.config.targets[0]].shape[1] for a in docA)
-        rowA = {t: pad_rank([docA[i][t] for i in row_doc], R) for t in d2l.config.targets}
-        rowB = {t: pad_rank([docB[i][t] for i in row_doc], R) for t in d2l.config.targets}
-        ids, attn = pad_ids([p + a for p, a in rows], d2l.tokenizer.pad_token_id)
+        # Contrast partner of each row: the next document of the batch of the same kind and chunk count, so
+        # that neither answer format (kinds differ) nor adapter size (deltas of K chunks add up) decides
+        # which adapter fits better; rows without a partner get no contrast term.
+        partner = [self._partner(batch, d) for d in row_doc] if cfg.contrast_weight > 0 else []
+        crows = [i for i, p in enumerate(partner) if p is not None]
+        contrast = bool(crows)
+        adapter_of = row_doc + [partner[i] for i in crows]  # own, then swapped
+        rowA = {t: pad_rank([docA[i][t] for i in adapter_of], R) for t in d2l.config.targets}
+        rowB = {t: pad_rank([docB[i][t] for i in adapter_of], R) for t in d2l.config.targets}
+        rows_in = rows + [rows[i] for i in crows]
+        target_in = row_target + [row_target[i] for i in crows]
+        ids, attn = pad_ids([p + a for p, a in rows_in], d2l.tokenizer.pad_token_id)
         body = getattr(d2l.model, d2l.model.base_model_prefix)
         with apply_lora(d2l.model, d2l.module_paths, rowA, rowB, d2l.config.alpha), d2l.autocast():
             hidden = body(input_ids=ids.to(d2l.device), attention_mask=attn.to(d2l.device), use_cache=False
                           ).last_hidden_state  # [rows, T, D]
             # one LM-head call over every row's answer positions (the head is the largest matrix; per row
             # it was re-cast to bf16 under autocast each time)
-            h = torch.cat([hidden[i, len(p) - 1: len(p) - 1 + len(a)] for i, (p, a) in enumerate(rows)])
-            logits = d2l.model.lm_head(h).split([len(a) for _, a in rows])  # predict each answer token
-            per_row = torch.stack([answer_loss(lg, row_target[i], cfg.ce_weight, cfg.kl_weight)
+            h = torch.cat([hidden[i, len(p) - 1: len(p) - 1 + len(a)] for i, (p, a) in enumerate(rows_in)])
+            logits = d2l.model.lm_head(h).split([len(a) for _, a in rows_in])  # predict each answer token
+            per_row = torch.stack([answer_loss(lg, target_in[i], cfg.ce_weight, cfg.kl_weight)
                                    for i, lg in enumerate(logits)])
+        info = {}
+        if contrast:
+            per_row, swapped = per_row[: len(rows)], per_row[len(rows):]
+            gap = swapped - per_row[crows]  # > 0: the own document's adapter fits the answer better
+            contrast_loss = torch.relu(cfg.contrast_margin - gap).mean()
+            info = {"gap": gap.mean().item(), "contrast": contrast_loss.item()}
         doc_ids = torch.tensor(row_doc, device=per_row.device)
         per_doc = torch.zeros(len(batch), device=per_row.device).index_add(0, doc_ids, per_row)
         per_doc = per_doc / torch.bincount(doc_ids, minlength=len(batch)).clamp(min=1)
         task = per_doc.mean()
         loss = task + cfg.l1_coef * l1
-        return loss, {"loss": loss.item(), "task": task.item(), "l1": l1.item()}
+        if contrast:
+            loss = loss + cfg.contrast_weight * contrast_loss
+        return loss, {"loss": loss.item(), "task": task.item(), "l1": l1.item(), **info}
+
+    @staticmethod
+    def _partner(batch, d: int) -> int | None:
+        s, _, k = batch[d]
+        for j in range(1, len(batch)):
+            o, _, ko = batch[(d + j) % len(batch)]
+            if o.kind == s.kind and ko == k and o.context != s.context:
+                return (d + j) % len(batch)
+        return None
 
     def train_step(self) -> dict:
         t0 = time.time()
@@ -269,7 +306,8 @@ class Trainer:
         with open(self.out / "log.jsonl", "a") as logf:
             while self.step < end:
                 info = self.train_step()
-                self.history.append({k: info[k] for k in ("step", "loss", "task", "l1", "lr", "grad_norm", "sec")})
+                self.history.append({k: info[k] for k in ("step", "loss", "task", "l1", "lr", "grad_norm", "sec",
+                                                          "gap") if k in info})
                 if self.acc.is_main_process:
                     logf.write(json.dumps(self.history[-1]) + "\n")
                     logf.flush()
