@@ -90,6 +90,7 @@ def main() -> None:
     p.add_argument("--max-chunks", type=int, default=8)
     p.add_argument("--l1", type=float, default=0.1)
     p.add_argument("--perceiver-lr-scale", type=float, default=1.0)
+    p.add_argument("--contrast-weight", type=float, default=0.0)
     p.add_argument("--overfit", type=int, default=0, help="train and evaluate on the same N NIAH samples")
     p.add_argument("--overrides", default="{}", help="HypernetConfig overrides as JSON")
     p.add_argument("--threads", type=int, default=2)
@@ -124,6 +125,7 @@ def main() -> None:
     targets.update(compute_targets(d2l, facts + niah, use_teacher=False))
     cfg = TrainConfig(out_dir=a.out, steps=a.steps, lr=a.lr, warmup=a.warmup, docs_per_step=a.docs_per_step,
                       qas_per_doc=a.qas_per_doc, max_chunks=a.max_chunks, l1_coef=a.l1, save_every=10**9,
+                      contrast_weight=a.contrast_weight,
                       log_every=10**9)
     trainer = Trainer(d2l, samples, targets, cfg)
     if a.perceiver_lr_scale != 1.0:  # split each group: Perceiver parameters get a larger learning rate
