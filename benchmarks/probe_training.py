@@ -89,9 +89,7 @@ def main() -> None:
     p.add_argument("--qas-per-doc", type=int, default=1)
     p.add_argument("--max-chunks", type=int, default=8)
     p.add_argument("--l1", type=float, default=0.1)
-    p.add_argument("--perceiver-lr-scale", type=float, default=1.0)
     p.add_argument("--contrast-weight", type=float, default=0.0)
-    p.add_argument("--overfit", type=int, default=0, help="train and evaluate on the same N NIAH samples")
     p.add_argument("--overrides", default="{}", help="HypernetConfig overrides as JSON")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--checkpoint", default=None, help="only evaluate this checkpoint (no training)")
@@ -114,28 +112,16 @@ def main() -> None:
         samples += [s for s in pool if s.kind == "niah"]
     if "personal" in kinds:
         samples += [s for s in pool if s.kind == "personal"]
-    if a.overfit:
-        samples = [s for s in pool if s.kind == "niah"][: a.overfit]
     targets = load_targets(data / "targets")
     missing = [s for s in samples if f"{s.id}#0" not in targets]
     targets.update(compute_targets(d2l, missing, use_teacher=False))
     facts, niah = heldout(d2l, 48, 24)
-    if a.overfit:
-        facts, niah = facts[:8], samples[:16]
     targets.update(compute_targets(d2l, facts + niah, use_teacher=False))
     cfg = TrainConfig(out_dir=a.out, steps=a.steps, lr=a.lr, warmup=a.warmup, docs_per_step=a.docs_per_step,
                       qas_per_doc=a.qas_per_doc, max_chunks=a.max_chunks, l1_coef=a.l1, save_every=10**9,
                       contrast_weight=a.contrast_weight,
                       log_every=10**9)
     trainer = Trainer(d2l, samples, targets, cfg)
-    if a.perceiver_lr_scale != 1.0:  # split each group: Perceiver parameters get a larger learning rate
-        groups = []
-        for g in trainer.opt.param_groups:
-            ids = {id(p) for p in d2l.hypernet.perceiver.parameters()}
-            perc = [p for p in g["params"] if id(p) in ids]
-            rest = [p for p in g["params"] if id(p) not in ids]
-            groups += [dict(g, params=rest), dict(g, params=perc, lr_scale=a.perceiver_lr_scale)]
-        trainer.opt = torch.optim.AdamW(groups, lr=a.lr)
     if a.checkpoint:
         a.steps = 0
     else:

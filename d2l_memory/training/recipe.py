@@ -177,9 +177,14 @@ def main(argv: list[str] | None = None) -> None:
                       contrast_weight=a.contrast_weight, contrast_margin=a.contrast_margin,
                       extra={"command": "python -m d2l_memory.training.recipe " + " ".join(argv or [])})
     spec = DataSpec(personal=a.personal, niah=a.niah, realdoc=a.realdoc, single_facts=a.single_facts, seed=a.seed)
+    try:
+        overrides = json.loads(a.hypernet)
+    except json.JSONDecodeError as e:
+        p.error(f"--hypernet must be a JSON object of HypernetConfig fields, e.g. '{{\"rank\": 16}}': {e}")
+    if not isinstance(overrides, dict):
+        p.error(f"--hypernet must be a JSON object of HypernetConfig fields, got {a.hypernet!r}")
     dtype = None if a.base_dtype == "auto" else getattr(torch, a.base_dtype)
-    path = run(a.out, a.base_model, spec, cfg, until=a.until, hypernet_overrides=json.loads(a.hypernet),
-               base_dtype=dtype)
+    path = run(a.out, a.base_model, spec, cfg, until=a.until, hypernet_overrides=overrides, base_dtype=dtype)
     print(json.dumps({"checkpoint": str(path)}))
 
 

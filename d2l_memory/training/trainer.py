@@ -238,7 +238,7 @@ class Trainer:
         t0 = time.time()
         lr = self.cfg.lr_at(self.step)
         for g in self.opt.param_groups:
-            g["lr"] = lr * g.get("lr_scale", 1.0)
+            g["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
         loss, info = self.loss_for(self.batch_for(self.step))
         self.acc.backward(loss)
