@@ -73,7 +73,7 @@ def test_rank_concat_equals_sum_of_deltas():
     cat = Adapter.concat(ads, w)
     assert cat.rank == sum(a.rank for a in ads)
     for layer in range(cat.num_layers):
-        want = sum(wi * a.delta_weight("down_proj", layer) for wi, a in zip(w, ads))
+        want = sum(wi * a.delta_weight("down_proj", layer) for wi, a in zip(w, ads, strict=True))
         torch.testing.assert_close(cat.delta_weight("down_proj", layer), want, atol=1e-5, rtol=1e-4)
     # and the model with the concatenated adapter equals the model with W + sum of deltas
     ids = torch.tensor([d2l.prompt_ids("hi")])
@@ -83,7 +83,7 @@ def test_rank_concat_equals_sum_of_deltas():
         for layer, p in enumerate(d2l.module_paths["down_proj"]):
             dict(d2l.model.named_modules())[p].weight += cat.delta_weight("down_proj", layer)
         merged = d2l.model(input_ids=ids).logits
-        for p, wgt in zip(d2l.module_paths["down_proj"], saved):
+        for p, wgt in zip(d2l.module_paths["down_proj"], saved, strict=True):
             dict(d2l.model.named_modules())[p].weight.copy_(wgt)
     assert lin.weight.shape[0] > 0
     torch.testing.assert_close(_logits(d2l, ids, [cat]), merged, atol=1e-4, rtol=1e-4)
@@ -136,7 +136,7 @@ def test_checkpoint_round_trip_exact_and_errors(tmp_path):
     _randomize(d2l)
     d2l.save_pretrained(tmp_path / "ck", dtype=torch.float32)
     back = D2L.from_pretrained(tmp_path / "ck", model=d2l.model, tokenizer=d2l.tokenizer, autocast=False)
-    for (k, v), (k2, v2) in zip(d2l.hypernet.state_dict().items(), back.hypernet.state_dict().items()):
+    for (k, v), (k2, v2) in zip(d2l.hypernet.state_dict().items(), back.hypernet.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(v, v2)
     a1, a2 = d2l.internalize(DOC), back.internalize(DOC)
     assert torch.equal(a1.A["down_proj"], a2.A["down_proj"])

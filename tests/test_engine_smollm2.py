@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from tiny import make_loud
 
 from d2l_memory.engine import D2L

@@ -57,7 +57,8 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
     _, _, resumed = _trainer(tmp_path / "b", steps=10)
     assert resumed.maybe_resume() and resumed.step == 5
     resumed.train()
-    for (k, a), (_, b) in zip(straight.d2l.hypernet.state_dict().items(), resumed.d2l.hypernet.state_dict().items()):
+    pairs = zip(straight.d2l.hypernet.state_dict().items(), resumed.d2l.hypernet.state_dict().items(), strict=True)
+    for (k, a), (_, b) in pairs:
         assert torch.equal(a, b), k
     assert [h["loss"] for h in straight.history] == [h["loss"] for h in resumed.history]
 

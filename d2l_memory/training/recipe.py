@@ -63,8 +63,17 @@ class DataSpec:
     niah: int = 800  # magic-number haystacks, 32-256 tokens (gold answers: cross-entropy)
     realdoc: int = 400  # FAQ answers and dictionary definitions (teacher answers: top-k distillation)
     single_facts: int = 0  # short single-fact contexts cut from the personal samples (curriculum)
+    facts_only: bool = False  # train on the single facts alone (the full samples only supply them)
     seed: int = 0
     top_k: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("personal", "niah", "realdoc", "single_facts", "top_k"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"DataSpec.{name} must be a non-negative int, got {getattr(self, name)!r}")
+        if self.facts_only and not (self.single_facts and self.personal):
+            raise ValueError("DataSpec.facts_only trains on single facts cut from the personal samples: "
+                             "set single_facts > 0 and personal > 0 (--single-facts N --personal N)")
 
 
 def build_samples(d2l: D2L, spec: DataSpec, split: str = "train") -> list[Sample]:
@@ -91,7 +100,8 @@ def prepare(d2l: D2L, spec: DataSpec, data_dir: Path) -> tuple[list[Sample], dic
         samples = build_samples(d2l, spec)
         write_jsonl(samples, sp)
     if spec.single_facts:
-        samples = samples + single_fact_samples(samples, spec.single_facts, spec.seed)
+        facts = single_fact_samples(samples, spec.single_facts, spec.seed)
+        samples = facts if spec.facts_only else samples + facts
     tp = data_dir / "targets"
     if tp.with_suffix(".json").is_file():
         targets = load_targets(tp)
@@ -112,8 +122,12 @@ def prepare(d2l: D2L, spec: DataSpec, data_dir: Path) -> tuple[list[Sample], dic
 
 def run(out: str, base_model: str = "smollm2-135m", spec: DataSpec | None = None,
         config: TrainConfig | None = None, until: int | None = None, hypernet_overrides: dict | None = None,
-        on_step=None, base_dtype: torch.dtype | None = None) -> Path:
+        on_step=None, base_dtype: torch.dtype | None = None, init_from: str | None = None) -> Path:
     """Train (resuming if `out` holds a state) and export the final checkpoint to `out/final`.
+
+    `init_from` starts from a trained checkpoint (a directory or a shipped name) instead of a fresh
+    hypernetwork, with a fresh optimizer and schedule: a second curriculum stage, or fine-tuning the shipped
+    checkpoint on your own data. Its architecture is kept, so `hypernet_overrides` must be empty.
 
     `base_dtype` is the frozen base model's weight dtype (None: the loader's default). bf16 weights on CPU
     spare bf16 autocast re-casting every frozen matrix on each call (the hypernetwork stays fp32).
@@ -122,11 +136,19 @@ def run(out: str, base_model: str = "smollm2-135m", spec: DataSpec | None = None
     config = config or TrainConfig(out_dir=out)
     config.out_dir = out
     torch.manual_seed(config.seed)
-    d2l = D2L.from_base_model(base_model, seed=config.seed, dtype=base_dtype, **(hypernet_overrides or {}))
+    if init_from is not None:
+        if hypernet_overrides:
+            raise ValueError(f"init_from={init_from!r} keeps the checkpoint's architecture; drop the hypernet "
+                             f"overrides {sorted(hypernet_overrides)}")
+        d2l = D2L.from_pretrained(init_from, base_model=base_model, dtype=base_dtype)
+        d2l.hypernet.train()
+        config.extra = dict(config.extra, init_from=str(init_from))
+    else:
+        d2l = D2L.from_base_model(base_model, seed=config.seed, dtype=base_dtype, **(hypernet_overrides or {}))
     samples, targets = prepare(d2l, spec, Path(out) / "data")
     config.extra = dict(config.extra, data=asdict(spec), n_samples=len(samples), n_targets=len(targets))
     trainer = Trainer(d2l, samples, targets, config)
-    if not trainer.maybe_resume():  # a resumed state carries the standardisation buffers
+    if not trainer.maybe_resume() and init_from is None:  # states and checkpoints carry the calibration
         calib = random.Random(config.seed).sample(samples, min(64, len(samples)))
         d2l.calibrate([s.context for s in calib])
 
@@ -164,11 +186,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--niah", type=int, default=800)
     p.add_argument("--realdoc", type=int, default=400)
     p.add_argument("--single-facts", type=int, default=0)
+    p.add_argument("--facts-only", action="store_true",
+                   help="train on the --single-facts samples alone (a first stage: the document path forms "
+                        "on short contexts)")
     p.add_argument("--contrast-weight", type=float, default=0.0,
                    help="weight of the own-vs-other-document contrast term (TrainConfig.contrast_weight)")
     p.add_argument("--contrast-margin", type=float, default=1.0)
     p.add_argument("--base-dtype", choices=["auto", "float32", "bfloat16"], default="auto",
                    help="frozen base-model weights; auto = the loader's default (fp32 on CPU, bf16 on CUDA)")
+    p.add_argument("--init-from", default=None,
+                   help="start from this trained checkpoint (directory or shipped name) with a fresh optimizer")
     p.add_argument("--hypernet", default="{}", help="HypernetConfig overrides as JSON, e.g. '{\"rank\": 16}'")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -176,7 +203,8 @@ def main(argv: list[str] | None = None) -> None:
                       qas_per_doc=a.qas_per_doc, save_every=a.save_every, seed=a.seed,
                       contrast_weight=a.contrast_weight, contrast_margin=a.contrast_margin,
                       extra={"command": "python -m d2l_memory.training.recipe " + " ".join(argv or [])})
-    spec = DataSpec(personal=a.personal, niah=a.niah, realdoc=a.realdoc, single_facts=a.single_facts, seed=a.seed)
+    spec = DataSpec(personal=a.personal, niah=a.niah, realdoc=a.realdoc, single_facts=a.single_facts,
+                    facts_only=a.facts_only, seed=a.seed)
     try:
         overrides = json.loads(a.hypernet)
     except json.JSONDecodeError as e:
@@ -184,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     if not isinstance(overrides, dict):
         p.error(f"--hypernet must be a JSON object of HypernetConfig fields, got {a.hypernet!r}")
     dtype = None if a.base_dtype == "auto" else getattr(torch, a.base_dtype)
-    path = run(a.out, a.base_model, spec, cfg, until=a.until, hypernet_overrides=overrides, base_dtype=dtype)
+    path = run(a.out, a.base_model, spec, cfg, until=a.until, hypernet_overrides=overrides, base_dtype=dtype,
+               init_from=a.init_from)
     print(json.dumps({"checkpoint": str(path)}))
 
 

@@ -8,7 +8,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
 from tiny import tiny_d2l
 
 MAX_TOKENS = 12  # tiny models write gibberish; a few tokens are enough for plumbing tests
