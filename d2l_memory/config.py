@@ -39,11 +39,13 @@ class HypernetConfig:
     normalize_ctx: bool = True  # parameter-free RMS norm of each context activation before projection
     center_latents: bool = True  # subtract a running mean of the latents before the L2 norm (see HyperLoRA)
     latent_momentum: float = 0.02  # EMA rate of that running mean during training
+    copy_values: bool = False  # add a copy path to B: attention over the document's token embeddings
+    copy_key_size: int = 64  # query/key width of that attention
     attn_impl: str = "auto"  # "auto" (xformers on CUDA when installed, else SDPA), "sdpa", "xformers"
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "hidden_size", "rank", "latent_size", "num_latents", "num_blocks",
-                     "num_heads", "num_kv_heads", "ff_mult", "proj_hidden", "layer_mlp_hidden"):
+                     "num_heads", "num_kv_heads", "ff_mult", "proj_hidden", "layer_mlp_hidden", "copy_key_size"):
             v = getattr(self, name)
             _check(isinstance(v, int) and v > 0, name, f"must be a positive int, got {v!r}")
         _check(isinstance(self.feature_sizes, dict) and len(self.feature_sizes) > 0, "feature_sizes",
@@ -82,6 +84,7 @@ class HypernetConfig:
             raise ConfigError(f"unknown HypernetConfig fields {sorted(unknown)}; known fields: {sorted(known)}")
         d = dict(d)
         d.setdefault("center_latents", False)  # checkpoints written before the field existed
+        d.setdefault("copy_values", False)
         return cls(**d)
 
     @classmethod

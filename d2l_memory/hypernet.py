@@ -12,6 +12,8 @@ Data flow (digest 1.1, "layer to layer" mode):
     --per-layer residual MLP, minus the running mean over documents, L2 normalisation--> [n, L, M, r, d]
     --per-(layer, module) linear head--> [a_k ; b_k] rank-1 rows: A [n, L, r, d_in], B [n, L, r, d_out]
     --per-(layer, rank) scalers; the head's B half starts at 0, so delta W starts at exactly 0
+    (`copy_values`: B += gain * W_v . sum_t softmax_t(q(latent) . k(feats_t)) emb_t, a copy path that
+     writes the document's own token embeddings into the residual stream; gain starts at 0)
 A document's chunks are then joined by rank concatenation with the learned bias LoRA (`combine`).
 Attention is non-causal with no positional encoding; SDPA everywhere, xformers memory-efficient attention
 (block-diagonal masks over packed chunks) on CUDA when installed.
@@ -205,6 +207,19 @@ class HyperLoRA(nn.Module):
             # (0.65-0.80 at initialisation), i.e. every document got the same adapter (measured).
             self.register_buffer("latent_mean", torch.zeros(L, len(cfg.feature_sizes) * r, d))
         self.head, self.scaler_A, self.scaler_B = nn.ParameterDict(), nn.ParameterDict(), nn.ParameterDict()
+        self.copy_targets = [t for t, (_, d_out) in cfg.feature_sizes.items()
+                             if cfg.copy_values and d_out == cfg.hidden_size]
+        if self.copy_targets:
+            # Copy path: each rank slot's latent queries the document's tokens (keys from that layer's
+            # standardised features) and reads their input embeddings, which for tied-embedding models are
+            # the unembedding rows: writing one into the residual stream raises that token's logit. A
+            # route for "say the word the document put here" that the Perceiver bottleneck must otherwise
+            # learn from scratch. W_v starts at the identity and the gain at 0 (delta W = 0 at init).
+            kd = cfg.copy_key_size
+            self.copy_q = nn.Linear(d, kd, bias=False)
+            self.copy_k = nn.Linear(cfg.hidden_size, kd, bias=False)
+            self.copy_v = nn.Parameter(torch.eye(cfg.hidden_size))
+            self.copy_gain = nn.ParameterDict({t: nn.Parameter(torch.zeros(L, r, 1)) for t in self.copy_targets})
         self.bias_A, self.bias_B = nn.ParameterDict(), nn.ParameterDict()
         for t, (d_in, d_out) in cfg.feature_sizes.items():
             d_lora = d_in + d_out
@@ -223,13 +238,18 @@ class HyperLoRA(nn.Module):
             self.bias_A[t] = nn.Parameter(torch.randn(L, r, d_in) * (0.2 / math.sqrt(d_in * r)))
             self.bias_B[t] = nn.Parameter(torch.zeros(L, r, d_out))
 
+    def standardise(self, feats: torch.Tensor) -> torch.Tensor:
+        """feats [n, L, T, D] -> per layer and dimension standardised (and RMS-normalised) features."""
+        feats = (feats - self.feat_mean[:, None].to(feats.dtype)) / self.feat_std[:, None].to(feats.dtype)
+        if self.cfg.normalize_ctx:  # parameter-free RMS norm: later layers' residual streams are much larger
+            feats = feats * torch.rsqrt(feats.float().pow(2).mean(-1, keepdim=True) + 1e-6).to(feats.dtype)
+        return feats
+
     def latents(self, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """feats [n, L, T, D], mask [n, T] -> per-layer latents [n, L, M*r, d] (before centering and L2 norm)."""
         cfg = self.cfg
         n, L, T, D = feats.shape
-        feats = (feats - self.feat_mean[:, None].to(feats.dtype)) / self.feat_std[:, None].to(feats.dtype)
-        if cfg.normalize_ctx:  # parameter-free RMS norm: later layers' residual streams are much larger
-            feats = feats * torch.rsqrt(feats.float().pow(2).mean(-1, keepdim=True) + 1e-6).to(feats.dtype)
+        feats = self.standardise(feats)
         x = feats.reshape(n * L, T, D)  # fold layers into the batch: one shared Perceiver
         m = mask[:, None, :].expand(n, L, T).reshape(n * L, T)
         z = self.perceiver(x, m)  # [n*L, M*r, d]
@@ -252,7 +272,20 @@ class HyperLoRA(nn.Module):
             ab = torch.einsum("nlrd,ldk->nlrk", z[:, :, i], self.head[t].float())  # [n, L, r, d_in+d_out]
             A[t] = ab[..., :d_in] * self.scaler_A[t]
             B[t] = ab[..., d_in:] * self.scaler_B[t]
+            if t in self.copy_targets:
+                B[t] = B[t] + self.copy(z[:, :, i], feats, mask) * self.copy_gain[t]
         return A, B
+
+    def copy(self, z: torch.Tensor, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Copy path. z [n, L, r, d] unit latents, feats [n, L, T, D] -> values [n, L, r, D]."""
+        keys = self.copy_k(self.standardise(feats).to(self.copy_k.weight.dtype))  # [n, L, T, kd]
+        q = self.copy_q(z.to(self.copy_q.weight.dtype))  # [n, L, r, kd]
+        scores = torch.einsum("nlrk,nltk->nlrt", q, keys).float() / math.sqrt(q.shape[-1])
+        scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
+        emb = feats[:, 0].float()  # [n, T, D]: the residual entering layer 0 = the token embeddings
+        emb = emb * torch.rsqrt(emb.pow(2).mean(-1, keepdim=True) + 1e-6)  # unit RMS per token
+        read = torch.einsum("nlrt,ntd->nlrd", scores.softmax(-1), emb)  # [n, L, r, D]
+        return read @ self.copy_v.float()  # W_v: identity at init
 
     @torch.no_grad()
     def calibrate(self, feats: torch.Tensor, mask: torch.Tensor) -> None:

@@ -248,3 +248,34 @@ def test_latent_centering_tracks_documents_in_training_only():
     assert HypernetConfig.from_dict(old).center_latents is False
     with pytest.raises(Exception, match="latent_momentum"):
         HypernetConfig.from_dict({**hn.cfg.to_dict(), "latent_momentum": 0.0})
+
+
+def test_copy_values_path_starts_at_zero_reads_the_document_and_round_trips(tmp_path):
+    """`copy_values` adds to B an attention read of the document's token embeddings, scaled by a gain that
+    starts at 0 (delta W = 0 at init); once the gain is on, B depends on which tokens the document has."""
+    d2l = tiny_d2l(copy_values=True)
+    hn = d2l.hypernet
+    assert hn.copy_targets == ["down_proj"]
+    docs = [DOC, "The sky is blue. Bob works in Porto."]
+    d2l.calibrate(docs)
+    feats, mask = d2l.encoder.activations(d2l.doc_chunks(docs[0])[:1] + d2l.doc_chunks(docs[1])[:1])
+    assert torch.count_nonzero(hn(feats, mask)[1]["down_proj"]) == 0
+    with torch.no_grad():
+        hn.copy_gain["down_proj"].fill_(1.0)
+    B = hn(feats, mask)[1]["down_proj"]  # [2, L, r, D]: only the copy path is non-zero
+    emb = d2l.model.get_input_embeddings().weight
+    spans = []
+    for i in range(2):  # each read lies in the span of the document's own token embeddings
+        ids = torch.tensor(d2l.doc_chunks(docs[i])[0])[mask[i, : len(d2l.doc_chunks(docs[i])[0])]]
+        e = emb[ids].double()  # [T_doc, D]
+        spans.append(e.T @ torch.linalg.pinv(e.T))  # projector onto that span [D, D]
+    for i in range(2):
+        b = B[i, 0].double().T  # [D, r]
+        torch.testing.assert_close(spans[i] @ b, b, atol=1e-4, rtol=1e-4)
+        assert (spans[1 - i] @ b - b).norm() > 0.1 * b.norm()  # not in the other document's span
+    hn.eval()
+    want = d2l.internalize(docs[0])
+    back = D2L.from_pretrained(d2l.save_pretrained(tmp_path / "ckpt", dtype=torch.float32), model=d2l.model,
+                               tokenizer=d2l.tokenizer, autocast=False)
+    assert back.config.copy_values is True
+    torch.testing.assert_close(back.internalize(docs[0]).B["down_proj"], want.B["down_proj"])

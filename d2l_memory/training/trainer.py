@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 # Reference chunk-count distribution: 1 chunk half the time, 2 at 1/8, 3..8 at 1/16 each.
 CHUNK_PROBS = {1: 0.5, 2: 0.125, 3: 0.0625, 4: 0.0625, 5: 0.0625, 6: 0.0625, 7: 0.0625, 8: 0.0625}
-NO_DECAY = ("scaler", "bias", "layernorm", "rmsnorm", "latents_q", "ln_in", "ln_out", "b1", "b2")
+NO_DECAY = ("scaler", "gain", "bias", "layernorm", "rmsnorm", "latents_q", "ln_in", "ln_out", "b1", "b2")
 
 
 @dataclass
