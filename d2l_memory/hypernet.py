@@ -12,8 +12,8 @@ Data flow (digest 1.1, "layer to layer" mode):
     --per-layer residual MLP, minus the running mean over documents, L2 normalisation--> [n, L, M, r, d]
     --per-(layer, module) linear head--> [a_k ; b_k] rank-1 rows: A [n, L, r, d_in], B [n, L, r, d_out]
     --per-(layer, rank) scalers; the head's B half starts at 0, so delta W starts at exactly 0
-    (`copy_values`: B += gain * W_v . sum_t softmax_t(q(latent) . k(feats_t)) emb_t, a copy path that
-     writes the document's own token embeddings into the residual stream; gain starts at 0)
+    (`copy_values`: B += gain * sum_t softmax_t(q(latent) . k(feats_t)) emb_t, softmax with a null key of
+     value 0, a copy path that writes the document's own token embeddings into the residual stream)
 A document's chunks are then joined by rank concatenation with the learned bias LoRA (`combine`).
 Attention is non-causal with no positional encoding; SDPA everywhere, xformers memory-efficient attention
 (block-diagonal masks over packed chunks) on CUDA when installed.
@@ -214,11 +214,14 @@ class HyperLoRA(nn.Module):
             # standardised features) and reads their input embeddings, which for tied-embedding models are
             # the unembedding rows: writing one into the residual stream raises that token's logit. A
             # route for "say the word the document put here" that the Perceiver bottleneck must otherwise
-            # learn from scratch. W_v starts at the identity and the gain at 0 (delta W = 0 at init).
+            # learn from scratch. The gain starts at 0 (delta W = 0 at init).
+            # A learned "null" key with a zero value lets a slot read nothing from a chunk that lacks what it
+            # looks for: a document's K chunks add their deltas, so without it every chunk writes a full-size
+            # read (a 1-8-chunk training mix diverged within 110 steps without it, measured).
             kd = cfg.copy_key_size
             self.copy_q = nn.Linear(d, kd, bias=False)
             self.copy_k = nn.Linear(cfg.hidden_size, kd, bias=False)
-            self.copy_v = nn.Parameter(torch.eye(cfg.hidden_size))
+            self.copy_null = nn.Parameter(torch.zeros(kd))
             self.copy_gain = nn.ParameterDict({t: nn.Parameter(torch.zeros(L, r, 1)) for t in self.copy_targets})
         self.bias_A, self.bias_B = nn.ParameterDict(), nn.ParameterDict()
         for t, (d_in, d_out) in cfg.feature_sizes.items():
@@ -282,10 +285,11 @@ class HyperLoRA(nn.Module):
         q = self.copy_q(z.to(self.copy_q.weight.dtype))  # [n, L, r, kd]
         scores = torch.einsum("nlrk,nltk->nlrt", q, keys).float() / math.sqrt(q.shape[-1])
         scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
+        null = (q.float() @ self.copy_null.float())[..., None] / math.sqrt(q.shape[-1])  # [n, L, r, 1]
+        weights = torch.cat([scores, null], dim=-1).softmax(-1)[..., :-1]  # the null slot's value is 0
         emb = feats[:, 0].float()  # [n, T, D]: the residual entering layer 0 = the token embeddings
         emb = emb * torch.rsqrt(emb.pow(2).mean(-1, keepdim=True) + 1e-6)  # unit RMS per token
-        read = torch.einsum("nlrt,ntd->nlrd", scores.softmax(-1), emb)  # [n, L, r, D]
-        return read @ self.copy_v.float()  # W_v: identity at init
+        return torch.einsum("nlrt,ntd->nlrd", weights, emb)  # [n, L, r, D]
 
     @torch.no_grad()
     def calibrate(self, feats: torch.Tensor, mask: torch.Tensor) -> None:
