@@ -94,7 +94,7 @@ def main() -> None:
         d2l = D2L.from_base_model("smollm2-135m", seed=0, dtype=torch.bfloat16, **json.loads(a.overrides))
     train, test = samples(train_w, 0, "cap-train"), samples(test_w, 0, "cap-test")
     targets = compute_targets(d2l, train + test, use_teacher=False)
-    cfg = TrainConfig(out_dir=a.out, steps=a.steps, lr=a.lr, warmup=10, docs_per_step=a.docs_per_step,
+    cfg = TrainConfig(out_dir=a.out, steps=max(11, a.steps), lr=a.lr, warmup=10, docs_per_step=a.docs_per_step,
                       qas_per_doc=1, max_chunks=1, save_every=10**9, log_every=10**9,
                       contrast_weight=a.contrast_weight)
     trainer = Trainer(d2l, train, targets, cfg)
@@ -115,7 +115,7 @@ def main() -> None:
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}), flush=True)
             log.write(json.dumps(rec) + "\n")
             log.flush()
-        if trainer.step >= a.steps:
+        if trainer.step >= a.steps:  # --steps 0: evaluate only
             break
         losses.append(trainer.train_step()["task"])
 
