@@ -250,19 +250,22 @@ class HyperLoRA(nn.Module):
 
     def latents(self, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """feats [n, L, T, D], mask [n, T] -> per-layer latents [n, L, M*r, d] (before centering and L2 norm)."""
-        cfg = self.cfg
-        n, L, T, D = feats.shape
-        feats = self.standardise(feats)
-        x = feats.reshape(n * L, T, D)  # fold layers into the batch: one shared Perceiver
+        return self._perceive(self.standardise(feats), mask)
+
+    def _perceive(self, std: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Standardised features std [n, L, T, D], mask [n, T] -> per-layer latents [n, L, M*r, d]."""
+        n, L, T, D = std.shape
+        x = std.reshape(n * L, T, D)  # fold layers into the batch: one shared Perceiver
         m = mask[:, None, :].expand(n, L, T).reshape(n * L, T)
         z = self.perceiver(x, m)  # [n*L, M*r, d]
-        return self.layer_mlp(z.view(n, L, -1, cfg.latent_size))  # [n, L, M*r, d]
+        return self.layer_mlp(z.view(n, L, -1, self.cfg.latent_size))  # [n, L, M*r, d]
 
     def forward(self, feats: torch.Tensor, mask: torch.Tensor) -> tuple[dict, dict]:
         """feats [n, L, T, D], mask [n, T] -> per-chunk A[t] [n, L, r, d_in], B[t] [n, L, r, d_out]."""
         cfg = self.cfg
         n, L = feats.shape[:2]
-        z = self.latents(feats, mask).float()  # [n, L, M*r, d]
+        std = self.standardise(feats)  # [n, L, T, D], shared by the Perceiver and the copy path's keys
+        z = self._perceive(std, mask).float()  # [n, L, M*r, d]
         if cfg.center_latents:
             if self.training:  # EMA over training chunks; frozen at inference, like BatchNorm's running mean
                 with torch.no_grad():
@@ -270,25 +273,27 @@ class HyperLoRA(nn.Module):
             z = z - self.latent_mean
         z = F.normalize(z, dim=-1)  # unit latents: the head and scalers set the magnitude
         z = z.view(n, L, len(cfg.feature_sizes), cfg.rank, cfg.latent_size)  # [n, L, M, r, d]
+        if self.copy_targets:  # computed once for all target modules
+            keys = self.copy_k(std.to(self.copy_k.weight.dtype))  # [n, L, T, kd]
+            emb = feats[:, 0].float()  # [n, T, D]: the residual entering layer 0 = the token embeddings
+            emb = emb * torch.rsqrt(emb.pow(2).mean(-1, keepdim=True) + 1e-6)  # unit RMS per token
         A, B = {}, {}
         for i, (t, (d_in, _)) in enumerate(cfg.feature_sizes.items()):
             ab = torch.einsum("nlrd,ldk->nlrk", z[:, :, i], self.head[t].float())  # [n, L, r, d_in+d_out]
             A[t] = ab[..., :d_in] * self.scaler_A[t]
             B[t] = ab[..., d_in:] * self.scaler_B[t]
             if t in self.copy_targets:
-                B[t] = B[t] + self.copy(z[:, :, i], feats, mask) * self.copy_gain[t]
+                B[t] = B[t] + self.copy(z[:, :, i], keys, emb, mask) * self.copy_gain[t]
         return A, B
 
-    def copy(self, z: torch.Tensor, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Copy path. z [n, L, r, d] unit latents, feats [n, L, T, D] -> values [n, L, r, D]."""
-        keys = self.copy_k(self.standardise(feats).to(self.copy_k.weight.dtype))  # [n, L, T, kd]
+    def copy(self, z: torch.Tensor, keys: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Copy path. z [n, L, r, d] unit latents, keys [n, L, T, kd], emb [n, T, D] unit-RMS token
+        embeddings, mask [n, T] -> reads [n, L, r, D]."""
         q = self.copy_q(z.to(self.copy_q.weight.dtype))  # [n, L, r, kd]
         scores = torch.einsum("nlrk,nltk->nlrt", q, keys).float() / math.sqrt(q.shape[-1])
         scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
         null = (q.float() @ self.copy_null.float())[..., None] / math.sqrt(q.shape[-1])  # [n, L, r, 1]
         weights = torch.cat([scores, null], dim=-1).softmax(-1)[..., :-1]  # the null slot's value is 0
-        emb = feats[:, 0].float()  # [n, T, D]: the residual entering layer 0 = the token embeddings
-        emb = emb * torch.rsqrt(emb.pow(2).mean(-1, keepdim=True) + 1e-6)  # unit RMS per token
         return torch.einsum("nlrt,ntd->nlrd", weights, emb)  # [n, L, r, D]
 
     @torch.no_grad()
