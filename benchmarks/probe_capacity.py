@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 
 import torch
-from probe_training import doc_gap
+from probe_training import doc_gap, niah_em
 
 from d2l_memory.data.types import QA, Sample
 from d2l_memory.engine import D2L
-from d2l_memory.evaluation import exact_match
 from d2l_memory.training.teacher import compute_targets
 from d2l_memory.training.trainer import TrainConfig, Trainer
 
@@ -58,15 +57,6 @@ def samples(words: list[str], seed: int, tag: str) -> list[Sample]:
         sents.insert(rng.randrange(3), f"The secret word is {w}.")
         out.append(Sample(context=" ".join(sents), qas=(QA(QUESTION, w),), kind="niah", id=f"{tag}{i}"))
     return out
-
-
-@torch.no_grad()
-def em(d2l: D2L, batch: list[Sample]) -> float:
-    d2l.hypernet.eval()
-    ads = d2l.internalize([s.context for s in batch])
-    preds = d2l.generate([s.qas[0].question for s in batch], ads, max_new_tokens=6)
-    d2l.hypernet.train()
-    return sum(exact_match(p, s.qas[0].answer) for p, s in zip(preds, batch, strict=True)) / len(batch)
 
 
 def main() -> None:
@@ -109,8 +99,8 @@ def main() -> None:
             tr_own, tr_sw = doc_gap(trainer, seen)
             te_own, te_sw = doc_gap(trainer, test)
             rec = dict(step=trainer.step, train_task=sum(losses[-a.eval_every:]) / max(1, len(losses[-a.eval_every:])),
-                       seen_own=tr_own, seen_swapped=tr_sw, seen_em=em(d2l, seen[:24]),
-                       new_own=te_own, new_swapped=te_sw, new_em=em(d2l, test[:24]),
+                       seen_own=tr_own, seen_swapped=tr_sw, seen_em=niah_em(d2l, seen[:24], max_new_tokens=6),
+                       new_own=te_own, new_swapped=te_sw, new_em=niah_em(d2l, test[:24], max_new_tokens=6),
                        s_per_step=(time.time() - t0) / max(1, trainer.step))
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}), flush=True)
             log.write(json.dumps(rec) + "\n")
