@@ -5,14 +5,13 @@ import json
 
 import pytest
 import torch
-from tiny import tiny_model
+from tiny import TINY_HYPERNET, tiny_model
 
 from d2l_memory import checkpoint as ckpt
 from d2l_memory.training.recipe import DataSpec, run
 from d2l_memory.training.trainer import TrainConfig
 
-TINY = dict(latent_size=32, num_latents=4, num_blocks=1, num_heads=4, num_kv_heads=2, ff_mult=2,
-            layer_mlp_hidden=32, rank=4)
+TINY = {**TINY_HYPERNET, "num_blocks": 1}
 
 
 @pytest.fixture(scope="module")

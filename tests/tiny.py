@@ -49,14 +49,16 @@ def tiny_model(arch: str = "llama", seed: int = 0, layers: int = 2):
     return model, tok
 
 
+TINY_HYPERNET = dict(latent_size=32, num_latents=4, num_blocks=2, num_heads=4, num_kv_heads=2, ff_mult=2,
+                     layer_mlp_hidden=32, rank=4)  # HypernetConfig sizes for the tiny models
+
+
 def tiny_d2l(arch: str = "llama", seed: int = 0, targets=("down_proj",), **overrides):
     from d2l_memory.config import EncoderConfig
     from d2l_memory.engine import D2L
 
     model, tok = tiny_model(arch, seed)
-    kw = dict(latent_size=32, num_latents=4, num_blocks=2, num_heads=4, num_kv_heads=2, ff_mult=2,
-              layer_mlp_hidden=32, rank=4)
-    kw.update(overrides)
+    kw = {**TINY_HYPERNET, **overrides}
     return D2L.from_base_model(f"tiny-{arch}", model=model, tokenizer=tok, target_modules=targets, seed=seed,
                                autocast=False, encoder_config=EncoderConfig(chunk_tokens=64, chunk_batch_size=4), **kw)
 
