@@ -203,7 +203,7 @@ class HyperLoRA(nn.Module):
             # Running mean of the latents over documents, subtracted before the L2 norm, so the head only
             # ever sees how a document differs from the average document; the document-independent part
             # of the adapter is the bias LoRA's job. Without it training collapsed the document path: the
-            # shipped 325-step checkpoint's latents had cosine 0.9994 between two different documents
+            # first shipped (325-step) checkpoint's latents had cosine 0.9994 between two different documents
             # (0.65-0.80 at initialisation), i.e. every document got the same adapter (measured).
             self.register_buffer("latent_mean", torch.zeros(L, len(cfg.feature_sizes) * r, d))
         self.head, self.scaler_A, self.scaler_B = nn.ParameterDict(), nn.ParameterDict(), nn.ParameterDict()
