@@ -45,6 +45,11 @@ def test_facts_only_stage_then_init_from_stage(tmp_path, tiny_base):
     n_samples = json.loads((tmp_path / "s1" / "train_config.json").read_text())["extra"]["n_samples"]
     assert n_samples == 40  # the single facts alone, not the 12 full profiles as well
 
+    # Rerunning into the same directory with other data counts must not silently reuse the cached data.
+    with pytest.raises(ValueError, match=r"personal: cached 12, asked 13"):
+        run(str(tmp_path / "s1"), tiny_base, DataSpec(personal=13, niah=0, realdoc=0, single_facts=40,
+                                                      facts_only=True), cfg1, hypernet_overrides=TINY)
+
     with pytest.raises(ValueError, match="architecture"):
         run(str(tmp_path / "bad"), tiny_base, DataSpec(personal=12, niah=0, realdoc=0), init_from=str(first),
             hypernet_overrides={"rank": 2})

@@ -90,9 +90,31 @@ def build_samples(d2l: D2L, spec: DataSpec, split: str = "train") -> list[Sample
     return samples
 
 
+# The DataSpec fields that decide the cached train.jsonl and targets (single facts are cut after loading).
+CACHE_FIELDS = ("personal", "niah", "realdoc", "seed", "top_k")
+
+
+def _check_cached_spec(spec: DataSpec, data_dir: Path) -> None:
+    """Refuse to reuse a data cache built for other counts or seeds (it would silently train on other data)."""
+    want = {k: getattr(spec, k) for k in CACHE_FIELDS}
+    path = data_dir / "spec.json"
+    if path.is_file():
+        have = json.loads(path.read_text())
+        diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
+        if diff:
+            raise ValueError(
+                f"{data_dir} caches data built with other settings ("
+                + ", ".join(f"{k}: cached {a!r}, asked {b!r}" for k, (a, b) in diff.items())
+                + "): pass the cached values, or use a new --out directory (or delete its data/ to rebuild)")
+    elif (data_dir / "train.jsonl").is_file():
+        log.warning("%s has no spec.json (an older cache): assuming it matches %s", data_dir, want)
+    path.write_text(json.dumps(want, indent=1) + "\n")
+
+
 def prepare(d2l: D2L, spec: DataSpec, data_dir: Path) -> tuple[list[Sample], dict]:
     """Build (or reload) the training samples and their targets, cached under `data_dir`."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    _check_cached_spec(spec, data_dir)
     sp = data_dir / "train.jsonl"
     if sp.is_file():
         samples = read_jsonl(sp)
