@@ -84,7 +84,9 @@ def main() -> None:
         d2l = D2L.from_base_model("smollm2-135m", seed=0, dtype=torch.bfloat16, **json.loads(a.overrides))
     train, test = samples(train_w, 0, "cap-train"), samples(test_w, 0, "cap-test")
     targets = compute_targets(d2l, train + test, use_teacher=False)
-    cfg = TrainConfig(out_dir=a.out, steps=max(11, a.steps), lr=a.lr, warmup=10, docs_per_step=a.docs_per_step,
+    # --steps 0 evaluates only: the schedule then just has to be valid (steps >= 1, warmup < steps)
+    cfg = TrainConfig(out_dir=a.out, steps=max(1, a.steps), lr=a.lr, warmup=min(10, max(0, a.steps - 1)),
+                      docs_per_step=a.docs_per_step,
                       qas_per_doc=1, max_chunks=1, save_every=10**9, log_every=10**9,
                       contrast_weight=a.contrast_weight)
     trainer = Trainer(d2l, train, targets, cfg)

@@ -58,10 +58,10 @@ def doc_gap(trainer: Trainer, samples) -> tuple[float, float]:
 
 @torch.no_grad()
 def niah_em(d2l, samples, max_new_tokens: int = 8) -> float:
-    """Greedy exact match of each sample's first question, with the adapter of its own document."""
+    """Greedy exact match of each sample's first question, with the adapter of its own document
+    (`internalize` runs the hypernetwork in eval mode and restores the caller's mode)."""
     ads = d2l.internalize([s.context for s in samples])
     preds = d2l.generate([s.qas[0].question for s in samples], ads, max_new_tokens=max_new_tokens)
-    d2l.hypernet.train()
     return sum(exact_match(p, s.qas[0].answer) for p, s in zip(preds, samples, strict=True)) / len(samples)
 
 
