@@ -41,6 +41,7 @@ class HypernetConfig:
     latent_momentum: float = 0.02  # EMA rate of that running mean during training
     copy_values: bool = False  # add a copy path to B: attention over the document's token embeddings
     copy_key_size: int = 64  # query/key width of that attention
+    copy_keys: bool = False  # with copy_values: also write each read token's predecessor activation into A
     attn_impl: str = "auto"  # "auto" (xformers on CUDA when installed, else SDPA), "sdpa", "xformers"
 
     def __post_init__(self) -> None:
@@ -59,6 +60,8 @@ class HypernetConfig:
                f"must be 'auto', 'sdpa' or 'xformers', got {self.attn_impl!r}")
         _check(0.0 < float(self.latent_momentum) <= 1.0, "latent_momentum",
                f"must be in (0, 1], got {self.latent_momentum!r}")
+        _check(not self.copy_keys or self.copy_values, "copy_keys",
+               "needs copy_values=True (it keys the copy path's reads); set both or neither")
         if self.alpha is None:
             self.alpha = 2.0 * self.rank ** 1.5
         _check(float(self.alpha) > 0, "alpha", f"must be > 0, got {self.alpha!r}")
@@ -85,6 +88,7 @@ class HypernetConfig:
         d = dict(d)
         d.setdefault("center_latents", False)  # checkpoints written before the field existed
         d.setdefault("copy_values", False)
+        d.setdefault("copy_keys", False)
         return cls(**d)
 
     @classmethod

@@ -82,11 +82,12 @@ class ContextEncoder:
         return [pre + c + suf for c in split_even(ids, chunk_tokens, n_chunks)]
 
     @torch.no_grad()
-    def activations(self, chunks: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def activations(self, chunks: list[list[int]], input_modules: dict[str, list] | None = None) -> tuple:
         """Per-layer activations of a batch of chunks.
 
         Returns feats [n, L, T, D] (the residual stream entering each layer) and mask [n, T] that is True on
-        the document's own tokens. The template affixes go through the base model (they give the
+        the document's own tokens; with `input_modules` ({name: one module per layer}, e.g. every down_proj)
+        also {name: their inputs [n, L, T, d_in]}, recorded by forward pre-hooks during the same pass. The template affixes go through the base model (they give the
         document its context) but are masked out for the hypernetwork: they are the same for every
         document (SmolLM2's default system turn alone is ~20 tokens), and with them in view the
         Perceiver's summaries of different documents differed by 0.5% (measured), so adapters were
@@ -104,6 +105,20 @@ class ContextEncoder:
             mask[i, : len(c)] = True
             doc[i, pre: len(c) - suf] = True
         body = getattr(self.model, self.model.base_model_prefix, self.model)
-        out = body(input_ids=ids, attention_mask=mask.long(), output_hidden_states=True, use_cache=False)
+        seen: dict[str, list[torch.Tensor]] = {name: [] for name in input_modules or {}}
+        hooks = [m.register_forward_pre_hook(lambda _m, args, rec=seen[name]: rec.append(args[0]))
+                 for name, mods in (input_modules or {}).items() for m in mods]
+        try:
+            out = body(input_ids=ids, attention_mask=mask.long(), output_hidden_states=True, use_cache=False)
+        finally:
+            for h in hooks:
+                h.remove()
         hs = out.hidden_states[: self.num_layers]  # L x [n, T, D]: entering layer 0 .. L-1
-        return torch.stack(hs, dim=1), doc  # [n, L, T, D], [n, T]
+        feats = torch.stack(hs, dim=1)  # [n, L, T, D]
+        if input_modules is None:
+            return feats, doc  # [n, L, T, D], [n, T]
+        for name, rec in seen.items():
+            if len(rec) != len(input_modules[name]):
+                raise RuntimeError(f"{name}: expected one input per module ({len(input_modules[name])}), "
+                                   f"recorded {len(rec)}")
+        return feats, doc, {name: torch.stack(rec, dim=1) for name, rec in seen.items()}  # [n, L, T, d_in]

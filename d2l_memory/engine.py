@@ -60,6 +60,9 @@ class D2L:
         self.hypernet_sha = hypernet_sha
         self.module_paths = find_target_paths(model, self.config.targets)
         self.encoder = ContextEncoder(model, tokenizer, self.config.num_layers)
+        named = dict(model.named_modules())  # copy_keys: the copy targets' per-layer modules, whose inputs key A
+        self.key_modules = {t: [named[p] for p in self.module_paths[t]] for t in hypernet.copy_targets
+                            } if self.config.copy_keys else None
         self.device = next(model.parameters()).device
         # bf16 autocast on CPU is ~1.7-2x faster here; fp32 stays exact for tests with autocast=False.
         self.use_autocast = (self.device.type == "cpu" and _cpu_bf16_ok()) if autocast is None else autocast
@@ -136,6 +139,11 @@ class D2L:
                              f"{self.encoder_config.max_chunks}; raise max_chunks or split the document")
         return chunks
 
+    def encode(self, chunks: list[list[int]]) -> tuple:
+        """The hypernetwork's inputs for a batch of chunks: (feats, mask) or, with copy_keys, (feats, mask,
+        inputs). Call under `autocast()`."""
+        return self.encoder.activations(chunks, self.key_modules)
+
     def chunk_loras(self, chunks: list[list[int]]) -> tuple[dict, dict]:
         """Encoder + hypernetwork over chunks in micro-batches -> A[t] [n, L, r, d_in], B[t] [n, L, r, d_out].
 
@@ -145,8 +153,7 @@ class D2L:
         bs = self.encoder_config.chunk_batch_size
         for i in range(0, len(chunks), bs):
             with self.autocast():
-                feats, mask = self.encoder.activations(chunks[i:i + bs])
-                outs.append(self.hypernet(feats, mask))
+                outs.append(self.hypernet(*self.encode(chunks[i:i + bs])))
         A = {t: torch.cat([o[0][t] for o in outs]) for t in self.config.targets}
         B = {t: torch.cat([o[1][t] for o in outs]) for t in self.config.targets}
         return A, B

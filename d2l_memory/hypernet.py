@@ -14,6 +14,10 @@ Data flow (digest 1.1, "layer to layer" mode):
     --per-(layer, rank) scalers; the head's B half starts at 0, so delta W starts at exactly 0
     (`copy_values`: B += gain * sum_t softmax_t(q(latent) . k(feats_t)) emb_t, softmax with a null key of
      value 0, a copy path that writes the document's own token embeddings into the residual stream)
+    (`copy_keys`: A += key_gain * sum_t w_t x_{t-1}/rms(x_{t-1}), the same read's weights on the module's
+     input one token earlier: slot k then fires where the student's state looks like the state that
+     preceded the token it writes, an associative "after this, say that" memory, the fast-weight form
+     sum_t v_t k_t^T in rank r)
 A document's chunks are then joined by rank concatenation with the learned bias LoRA (`combine`).
 Attention is non-causal with no positional encoding; SDPA everywhere, xformers memory-efficient attention
 (block-diagonal masks over packed chunks) on CUDA when installed.
@@ -223,6 +227,14 @@ class HyperLoRA(nn.Module):
             self.copy_k = nn.Linear(cfg.hidden_size, kd, bias=False)
             self.copy_null = nn.Parameter(torch.zeros(kd))
             self.copy_gain = nn.ParameterDict({t: nn.Parameter(torch.zeros(L, r, 1)) for t in self.copy_targets})
+            if cfg.copy_keys:
+                # Key path: a LoRA delta is the same function at every position, so with B alone a slot that
+                # read a token says it wherever the adapter is on; the NIAH answers of the copy-path-only
+                # checkpoint were the needle's digits in the wrong order (2447 -> "4444", measured). Keying
+                # each read on the module input that preceded the read token in the document tells the slot
+                # *when* to write. Starts at 0: a checkpoint trained without it loads unchanged.
+                self.copy_key_gain = nn.ParameterDict({t: nn.Parameter(torch.zeros(L, r, 1))
+                                                       for t in self.copy_targets})
         self.bias_A, self.bias_B = nn.ParameterDict(), nn.ParameterDict()
         for t, (d_in, d_out) in cfg.feature_sizes.items():
             d_lora = d_in + d_out
@@ -260,9 +272,13 @@ class HyperLoRA(nn.Module):
         z = self.perceiver(x, m)  # [n*L, M*r, d]
         return self.layer_mlp(z.view(n, L, -1, self.cfg.latent_size))  # [n, L, M*r, d]
 
-    def forward(self, feats: torch.Tensor, mask: torch.Tensor) -> tuple[dict, dict]:
-        """feats [n, L, T, D], mask [n, T] -> per-chunk A[t] [n, L, r, d_in], B[t] [n, L, r, d_out]."""
+    def forward(self, feats: torch.Tensor, mask: torch.Tensor, inputs: dict | None = None) -> tuple[dict, dict]:
+        """feats [n, L, T, D], mask [n, T] (and with `copy_keys` inputs {t: [n, L, T, d_in]}, each copy
+        target's per-layer inputs) -> per-chunk A[t] [n, L, r, d_in], B[t] [n, L, r, d_out]."""
         cfg = self.cfg
+        if cfg.copy_keys and set(self.copy_targets) - set(inputs or {}):
+            raise ValueError(f"this hypernetwork has copy_keys=True: pass the inputs of {self.copy_targets} "
+                             "(ContextEncoder.activations(chunks, input_modules))")
         n, L = feats.shape[:2]
         std = self.standardise(feats)  # [n, L, T, D], shared by the Perceiver and the copy path's keys
         z = self._perceive(std, mask).float()  # [n, L, M*r, d]
@@ -283,18 +299,31 @@ class HyperLoRA(nn.Module):
             A[t] = ab[..., :d_in] * self.scaler_A[t]
             B[t] = ab[..., d_in:] * self.scaler_B[t]
             if t in self.copy_targets:
-                B[t] = B[t] + self.copy(z[:, :, i], keys, emb, mask) * self.copy_gain[t]
+                weights = self.copy_weights(z[:, :, i], keys, mask)  # [n, L, r, T]
+                B[t] = B[t] + torch.einsum("nlrt,ntd->nlrd", weights, emb) * self.copy_gain[t]
+                if cfg.copy_keys:
+                    A[t] = A[t] + self.copy_key(weights, inputs[t]) * self.copy_key_gain[t]
         return A, B
 
-    def copy(self, z: torch.Tensor, keys: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Copy path. z [n, L, r, d] unit latents, keys [n, L, T, kd], emb [n, T, D] unit-RMS token
-        embeddings, mask [n, T] -> reads [n, L, r, D]."""
+    def copy_weights(self, z: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Copy path's read. z [n, L, r, d] unit latents, keys [n, L, T, kd], mask [n, T] -> attention weights
+        [n, L, r, T] over the document's tokens (summing to <= 1: the rest goes to the null key)."""
         q = self.copy_q(z.to(self.copy_q.weight.dtype))  # [n, L, r, kd]
         scores = torch.einsum("nlrk,nltk->nlrt", q, keys).float() / math.sqrt(q.shape[-1])
         scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
         null = (q.float() @ self.copy_null.float())[..., None] / math.sqrt(q.shape[-1])  # [n, L, r, 1]
-        weights = torch.cat([scores, null], dim=-1).softmax(-1)[..., :-1]  # the null slot's value is 0
-        return torch.einsum("nlrt,ntd->nlrd", weights, emb)  # [n, L, r, D]
+        return torch.cat([scores, null], dim=-1).softmax(-1)[..., :-1]  # the null slot's value is 0
+
+    @staticmethod
+    def copy_key(weights: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """Key path. weights [n, L, r, T] of the copy read, inputs [n, L, T, d_in] -> [n, L, r, d_in]:
+        sum_t weights_t * inputs_{t-1} / rms(inputs_{t-1}). Unit RMS as the copy path's embeddings: then a gain
+        of ~0.01, which Adam reaches in ~100 steps from 0, matches the head's A rows (norm ~0.4); with unit
+        length it stayed 40x smaller after 50 steps (measured). The shift and the per-token normalisation
+        are folded into the weights, so the (large) inputs tensor is used as it is and never copied."""
+        rms = torch.linalg.vector_norm(inputs, dim=-1, dtype=torch.float32) / math.sqrt(inputs.shape[-1])
+        w = F.pad(weights[..., 1:], (0, 1)) / (rms[:, :, None, :] + 1e-6)  # w'_s = weights_{s+1} / rms(x_s)
+        return torch.einsum("nlrt,nltd->nlrd", w.to(inputs.dtype), inputs).float()  # [n, L, r, d_in]
 
     @torch.no_grad()
     def calibrate(self, feats: torch.Tensor, mask: torch.Tensor) -> None:

@@ -279,3 +279,41 @@ def test_copy_values_path_starts_at_zero_reads_the_document_and_round_trips(tmp_
                                tokenizer=d2l.tokenizer, autocast=False)
     assert back.config.copy_values is True
     torch.testing.assert_close(back.internalize(docs[0]).B["down_proj"], want.B["down_proj"])
+
+
+def test_copy_keys_path_keys_each_read_on_the_preceding_input(tmp_path):
+    """`copy_keys` adds to A the copy read's weights applied to the target module's inputs one token
+    earlier, each input normalised to unit RMS; it starts at 0, needs copy_values, and round-trips."""
+    from d2l_memory.config import HypernetConfig
+
+    with pytest.raises(Exception, match="copy_keys"):
+        HypernetConfig.from_dict({**tiny_d2l().config.to_dict(), "copy_keys": True})  # without copy_values
+    d2l = tiny_d2l(copy_values=True, copy_keys=True)
+    hn = d2l.hypernet
+    d2l.calibrate([DOC, "The sky is blue. Bob works in Porto."])
+    feats, mask, inputs = d2l.encode(d2l.doc_chunks(DOC)[:1])
+    assert inputs["down_proj"].shape == (*feats.shape[:3], d2l.config.feature_sizes["down_proj"][0])
+    with pytest.raises(ValueError, match="copy_keys"):
+        hn(feats, mask)  # the inputs are required
+    A0 = hn(feats, mask, inputs)[0]["down_proj"]
+    with torch.no_grad():
+        hn.copy_key_gain["down_proj"].fill_(1.0)
+    A1 = hn(feats, mask, inputs)[0]["down_proj"]
+    z = hn.latents(feats, mask).float()
+    if hn.cfg.center_latents:
+        z = z - hn.latent_mean
+    z = torch.nn.functional.normalize(z, dim=-1)
+    keys = hn.copy_k(hn.standardise(feats))
+    w = hn.copy_weights(z, keys, mask)  # [1, L, r, T]
+    x = inputs["down_proj"].double()
+    unit = x / x.pow(2).mean(-1, keepdim=True).sqrt()
+    T = x.shape[2]
+    want = sum(w[..., t, None].double() * unit[:, :, None, t - 1] for t in range(1, T))  # [1, L, r, d_in]
+    torch.testing.assert_close((A1 - A0).double(), want, atol=1e-4 * want.abs().max().item(), rtol=1e-3)
+    assert (A1 - A0).norm() > 0.1 * A0.norm()
+    hn.eval()
+    want_ad = d2l.internalize(DOC)
+    back = D2L.from_pretrained(d2l.save_pretrained(tmp_path / "ckpt", dtype=torch.float32), model=d2l.model,
+                               tokenizer=d2l.tokenizer, autocast=False)
+    assert back.config.copy_keys is True
+    torch.testing.assert_close(back.internalize(DOC).A["down_proj"], want_ad.A["down_proj"])

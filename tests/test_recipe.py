@@ -64,6 +64,13 @@ def test_facts_only_stage_then_init_from_stage(tmp_path, tiny_base):
     assert p1.keys() == p2.keys()
     for k in p1:
         torch.testing.assert_close(p2[k], p1[k], rtol=1e-2, atol=1e-6, msg=k)
+    # Overrides that only add parts (here the copy path, gains at 0) extend the trained checkpoint.
+    ext = run(str(tmp_path / "s4"), tiny_base, spec2, cfg2, init_from=str(first), base_dtype=torch.float32,
+              hypernet_overrides={"copy_values": True})
+    pe = _params(ext)
+    assert ckpt.read_config(ext)["hypernet"]["copy_values"] is True and set(pe) > set(p1)
+    for k in p1:
+        torch.testing.assert_close(pe[k], p1[k], rtol=1e-2, atol=1e-6, msg=k)
     fresh = run(str(tmp_path / "s3"), tiny_base, spec2, cfg2, hypernet_overrides=TINY, base_dtype=torch.float32,
                 until=1)
     assert any(not torch.allclose(_params(fresh)[k], p1[k]) for k in p1)

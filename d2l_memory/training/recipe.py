@@ -149,7 +149,8 @@ def run(out: str, base_model: str = "smollm2-135m", spec: DataSpec | None = None
 
     `init_from` starts from a trained checkpoint (a directory or a shipped name) instead of a fresh
     hypernetwork, with a fresh optimizer and schedule: a second curriculum stage, or fine-tuning the shipped
-    checkpoint on your own data. Its architecture is kept, so `hypernet_overrides` must be empty.
+    checkpoint on your own data. Its architecture is kept: `hypernet_overrides` may only add parts that start
+    as a no-op (e.g. `{"copy_keys": true}`), never change the shape of a trained one.
 
     `base_dtype` is the frozen base model's weight dtype (None: the loader's default). bf16 weights on CPU
     spare bf16 autocast re-casting every frozen matrix on each call (the hypernetwork stays fp32).
@@ -159,10 +160,9 @@ def run(out: str, base_model: str = "smollm2-135m", spec: DataSpec | None = None
     config.out_dir = out
     torch.manual_seed(config.seed)
     if init_from is not None:
-        if hypernet_overrides:
-            raise ValueError(f"init_from={init_from!r} keeps the checkpoint's architecture; drop the hypernet "
-                             f"overrides {sorted(hypernet_overrides)}")
         d2l = D2L.from_pretrained(init_from, base_model=base_model, dtype=base_dtype)
+        if hypernet_overrides:
+            d2l = extend(d2l, hypernet_overrides, init_from)
         d2l.hypernet.train()
         config.extra = dict(config.extra, init_from=str(init_from))
     else:
@@ -182,6 +182,28 @@ def run(out: str, base_model: str = "smollm2-135m", spec: DataSpec | None = None
 
     trainer.train(on_step=hook, until=until)
     return export(d2l, trainer, Path(out) / "final", spec)
+
+
+def extend(d2l: D2L, overrides: dict, source: str) -> D2L:
+    """A trained hypernetwork with new parts switched on by `overrides`: every trained weight is kept and
+    the new ones start at their initialisation (the new paths start as no-ops, so the function is unchanged
+    at step 0). Overrides that would change a trained weight's shape are refused."""
+    from ..config import HypernetConfig
+    from ..hypernet import HyperLoRA
+
+    cfg = HypernetConfig.from_dict({**d2l.config.to_dict(), **overrides})
+    hyper = HyperLoRA(cfg)
+    try:
+        missing, unexpected = hyper.load_state_dict(d2l.hypernet.state_dict(), strict=False)
+    except RuntimeError as e:  # size mismatch
+        raise ValueError(f"init_from={source!r} keeps the checkpoint's architecture; the hypernet overrides "
+                         f"{sorted(overrides)} change the shape of trained weights: {e}") from e
+    if unexpected:
+        raise ValueError(f"init_from={source!r} keeps the checkpoint's architecture; the hypernet overrides "
+                         f"{sorted(overrides)} would drop trained weights {unexpected[:5]}")
+    log.info("extending %s with %s: new parameters %s", source, overrides, missing)
+    return D2L(d2l.model, d2l.tokenizer, hyper, base_model=d2l.base_model, encoder_config=d2l.encoder_config,
+               autocast=d2l.use_autocast)
 
 
 def export(d2l: D2L, trainer: Trainer, directory: Path, spec: DataSpec) -> Path:

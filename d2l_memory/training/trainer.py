@@ -173,8 +173,7 @@ class Trainer:
         chunks = [d2l.doc_chunks(s.context, n_chunks=k) for s, _, k in batch]
         flat = [c for doc in chunks for c in doc]
         with d2l.autocast():
-            feats, mask = d2l.encoder.activations(flat)
-            A, B = self.model(feats, mask)  # per chunk [n, L, r, d]
+            A, B = self.model(*d2l.encode(flat))  # per chunk [n, L, r, d]
         docA, docB = core.combine(A, B, [len(c) for c in chunks])  # per doc [L, (K+1) r, d]
         l1 = torch.stack([torch.cat([a[t].abs().flatten() for t in a]).mean() + torch.cat(
             [b[t].abs().flatten() for t in b]).mean() for a, b in zip(docA, docB, strict=False)]).mean()
