@@ -87,9 +87,11 @@ class ContextEncoder:
 
         Returns feats [n, L, T, D] (the residual stream entering each layer) and mask [n, T] that is True on
         the document's own tokens; with `input_modules` ({name: one module per layer}, e.g. every down_proj)
-        also {name: their inputs [n, L, T, d_in]}, recorded by forward pre-hooks during the same pass. The template affixes go through the base model (they give the
-        document its context) but are masked out for the hypernetwork: they are the same for every
-        document (SmolLM2's default system turn alone is ~20 tokens), and with them in view the
+        also {name: their inputs [n, L, T, d_in]}, recorded by forward pre-hooks during the same pass.
+
+        The template affixes go through the base model (they give the document its context) but are masked
+        out for the hypernetwork: they are the same for every document (SmolLM2's default system turn alone
+        is ~20 tokens), and with them in view the
         Perceiver's summaries of different documents differed by 0.5% (measured), so adapters were
         nearly document-independent. A deviation from the reference, which attends to every token.
         """

@@ -186,8 +186,8 @@ def run(out: str, base_model: str = "smollm2-135m", spec: DataSpec | None = None
 
 def extend(d2l: D2L, overrides: dict, source: str) -> D2L:
     """A trained hypernetwork with new parts switched on by `overrides`: every trained weight is kept and
-    the new ones start at their initialisation (the new paths start as no-ops, so the function is unchanged
-    at step 0). Overrides that would change a trained weight's shape are refused."""
+    the new ones start at their initialisation (`copy_values` and `copy_keys` start with gains of 0, so the
+    function is unchanged at step 0). Overrides that would change or drop a trained weight are refused."""
     from ..config import HypernetConfig
     from ..hypernet import HyperLoRA
 
