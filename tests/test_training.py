@@ -112,3 +112,23 @@ def test_contrast_term_adds_hinge_on_own_vs_swapped_gap_and_trains(tmp_path):
     assert gap_after > gap_before + 0.2 and gap_after > gap_plain, (gap_before, gap_after, gap_plain)
     with pytest.raises(Exception, match="docs_per_step"):
         TrainConfig(out_dir=str(tmp_path), docs_per_step=1, contrast_weight=1.0)
+
+
+def test_gain_lr_mult_gives_the_copy_gains_their_own_lr(tmp_path):
+    """`gain_lr_mult` puts the copy/key path gains in their own optimizer group at lr * mult."""
+    d2l = tiny_d2l(seed=0, copy_values=True, copy_keys=True)
+    samples = toy_niah()
+    targets = compute_targets(d2l, samples, use_teacher=False)
+    cfg = TrainConfig(out_dir=str(tmp_path), steps=5, docs_per_step=4, qas_per_doc=1, lr=1e-3, warmup=1,
+                      save_every=1000, log_every=1000, gain_lr_mult=10.0)
+    tr = Trainer(d2l, samples, targets, cfg)
+    gain_ids = {id(p) for name, p in d2l.hypernet.named_parameters() if "gain" in name}
+    groups = tr.opt.param_groups
+    assert len(groups) == 3 and {id(p) for p in groups[2]["params"]} == gain_ids
+    tr.train_step()
+    tr.train_step()
+    assert groups[2]["lr"] == pytest.approx(10 * groups[0]["lr"]) and groups[0]["lr"] > 0
+    assert all(torch.count_nonzero(p) > 0 for p in groups[2]["params"])  # both gains left 0
+    assert len(Trainer(d2l, samples, targets, TrainConfig(out_dir=str(tmp_path / "b"))).opt.param_groups) == 2
+    with pytest.raises(Exception, match="gain_lr_mult"):
+        TrainConfig(out_dir=str(tmp_path), gain_lr_mult=0)

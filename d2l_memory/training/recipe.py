@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--contrast-weight", type=float, default=0.0,
                    help="weight of the own-vs-other-document contrast term (TrainConfig.contrast_weight)")
     p.add_argument("--contrast-margin", type=float, default=1.0)
+    p.add_argument("--gain-lr-mult", type=float, default=1.0,
+                   help="lr multiplier of the copy/key path gains (TrainConfig.gain_lr_mult)")
     p.add_argument("--max-chunks", type=int, default=8,
                    help="most chunks a training document is split into (TrainConfig.max_chunks; 1-8)")
     p.add_argument("--base-dtype", choices=["auto", "float32", "bfloat16"], default="auto",
@@ -248,6 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = TrainConfig(out_dir=a.out, steps=a.steps, lr=a.lr, warmup=min(a.warmup, a.steps - 1), docs_per_step=a.docs_per_step,
                       qas_per_doc=a.qas_per_doc, save_every=a.save_every, seed=a.seed,
                       contrast_weight=a.contrast_weight, contrast_margin=a.contrast_margin,
+                      gain_lr_mult=a.gain_lr_mult,
                       max_chunks=a.max_chunks,
                       extra={"command": "python -m d2l_memory.training.recipe " + " ".join(argv or [])})
     spec = DataSpec(personal=a.personal, niah=a.niah, realdoc=a.realdoc, single_facts=a.single_facts,

@@ -49,6 +49,7 @@ class TrainConfig:
     min_lr: float = 1e-6
     warmup: int = 30
     weight_decay: float = 0.01
+    gain_lr_mult: float = 1.0  # lr multiplier of the copy/key path gains (scalars from 0 that Adam moves slowly)
     grad_clip: float = 1.0
     ce_weight: float = 1.0  # cross-entropy on the answer tokens
     kl_weight: float = 1.0  # cross-entropy against the teacher's top-k (when targets carry it)
@@ -71,6 +72,8 @@ class TrainConfig:
                      "min_chunk_tokens"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
                 raise ConfigError(f"`{name}` must be a positive int, got {getattr(self, name)!r}")
+        if not self.gain_lr_mult > 0:
+            raise ConfigError(f"`gain_lr_mult` must be > 0, got {self.gain_lr_mult!r}")
         if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
             raise ConfigError(f"`lr` must be > 0 and `min_lr` in [0, lr]; got lr={self.lr}, min_lr={self.min_lr}")
         if self.warmup < 0 or self.warmup >= self.steps:
@@ -91,14 +94,21 @@ class TrainConfig:
         return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * min(1.0, p)))
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """The reference's weight-decay exclusions: scalers, biases, norms and latents are not decayed."""
-    decay, no_decay = [], []
+def param_groups(model: torch.nn.Module, weight_decay: float, gain_lr_mult: float = 1.0) -> list[dict]:
+    """The reference's weight-decay exclusions: scalers, biases, norms and latents are not decayed. With
+    `gain_lr_mult` != 1 the copy/key path gains get their own group with that lr multiplier."""
+    decay, no_decay, gains = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if any(k in name.lower() for k in NO_DECAY) or p.dim() < 2 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if gain_lr_mult != 1.0 and name.startswith(("copy_gain.", "copy_key_gain.")):
+            gains.append(p)
+        else:
+            (no_decay if any(k in name.lower() for k in NO_DECAY) or p.dim() < 2 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if gains:
+        groups.append({"params": gains, "weight_decay": 0.0, "lr_mult": gain_lr_mult})
+    return groups
 
 
 def sample_n_chunks(rng: random.Random, n_tokens: int, max_chunks: int, min_chunk_tokens: int) -> int:
@@ -140,8 +150,8 @@ class Trainer:
 
         self.acc = accelerator or Accelerator(cpu=d2l.device.type == "cpu")
         self.d2l.hypernet.train()
-        self.opt = torch.optim.AdamW(param_groups(d2l.hypernet, config.weight_decay), lr=config.lr,
-                                     betas=(0.9, 0.999), eps=1e-8)
+        groups = param_groups(d2l.hypernet, config.weight_decay, config.gain_lr_mult)
+        self.opt = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
         self.model, self.opt = self.acc.prepare(self.d2l.hypernet, self.opt)
         self.step = 0
         self.history: list[dict] = []
@@ -237,7 +247,7 @@ class Trainer:
         t0 = time.time()
         lr = self.cfg.lr_at(self.step)
         for g in self.opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_mult", 1.0)
         self.opt.zero_grad(set_to_none=True)
         loss, info = self.loss_for(self.batch_for(self.step))
         self.acc.backward(loss)
