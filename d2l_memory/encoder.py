@@ -91,9 +91,9 @@ class ContextEncoder:
 
         The template affixes go through the base model (they give the document its context) but are masked
         out for the hypernetwork: they are the same for every document (SmolLM2's default system turn alone
-        is ~20 tokens), and with them in view the
-        Perceiver's summaries of different documents differed by 0.5% (measured), so adapters were
-        nearly document-independent. A deviation from the reference, which attends to every token.
+        is ~20 tokens), and with them in view the Perceiver's summaries of different documents differed by
+        0.5% (measured), so adapters were nearly document-independent. A deviation from the reference,
+        which attends to every token.
         """
         device = next(self.model.parameters()).device
         T = max(len(c) for c in chunks)

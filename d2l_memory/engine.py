@@ -22,7 +22,7 @@ from .config import EncoderConfig, HypernetConfig
 from .encoder import ContextEncoder, check_text
 from .errors import CheckpointError, InputError
 from .hypernet import HyperLoRA
-from .lora import apply_lora, find_target_paths, pad_rank
+from .lora import apply_lora, find_target_modules, find_target_paths, pad_rank
 from .models import DEFAULT_MODEL, load_base_model, model_fingerprint
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,8 @@ class D2L:
         self.hypernet_sha = hypernet_sha
         self.module_paths = find_target_paths(model, self.config.targets)
         self.encoder = ContextEncoder(model, tokenizer, self.config.num_layers)
-        named = dict(model.named_modules())  # copy_keys: the copy targets' per-layer modules, whose inputs key A
-        self.key_modules = {t: [named[p] for p in self.module_paths[t]] for t in hypernet.copy_targets
-                            } if self.config.copy_keys else None
+        # copy_keys: the copy targets' per-layer modules, whose inputs the encoder records to key A
+        self.key_modules = find_target_modules(model, hypernet.copy_targets) if self.config.copy_keys else None
         self.device = next(model.parameters()).device
         # bf16 autocast on CPU is ~1.7-2x faster here; fp32 stays exact for tests with autocast=False.
         self.use_autocast = (self.device.type == "cpu" and _cpu_bf16_ok()) if autocast is None else autocast
