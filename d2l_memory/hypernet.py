@@ -279,6 +279,10 @@ class HyperLoRA(nn.Module):
         if cfg.copy_keys and set(self.copy_targets) - set(inputs or {}):
             raise ValueError(f"this hypernetwork has copy_keys=True: pass the inputs of {self.copy_targets} "
                              "(ContextEncoder.activations(chunks, input_modules))")
+        if not torch.is_autocast_enabled(feats.device.type):  # e.g. a bf16 base model and an fp32 hypernet
+            dt = self.feat_mean.dtype
+            feats = feats.to(dt)
+            inputs = {t: x.to(dt) for t, x in inputs.items()} if inputs else inputs
         n, L = feats.shape[:2]
         std = self.standardise(feats)  # [n, L, T, D], shared by the Perceiver and the copy path's keys
         z = self._perceive(std, mask).float()  # [n, L, M*r, d]

@@ -317,3 +317,17 @@ def test_copy_keys_path_keys_each_read_on_the_preceding_input(tmp_path):
                                tokenizer=d2l.tokenizer, autocast=False)
     assert back.config.copy_keys is True
     torch.testing.assert_close(back.internalize(DOC).A["down_proj"], want_ad.A["down_proj"])
+
+
+def test_bf16_base_model_with_fp32_hypernet_without_autocast():
+    """A bf16 base model (the CUDA default) feeds bf16 features to the fp32 hypernetwork; with autocast off
+    the hypernetwork casts them instead of failing on a dtype mismatch (seen on an H200 before the fix)."""
+    d2l = tiny_d2l(copy_values=True, copy_keys=True)
+    make_loud(d2l)
+    ref = d2l.internalize(DOC)
+    d2l.model.to(torch.bfloat16)
+    assert not d2l.use_autocast
+    ad = d2l.internalize(DOC)
+    for t in ref.A:
+        assert ad.A[t].dtype == torch.float32 and torch.isfinite(ad.A[t]).all()
+        torch.testing.assert_close(ad.A[t], ref.A[t], atol=0.05, rtol=0.05)
