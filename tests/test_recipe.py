@@ -74,3 +74,28 @@ def test_facts_only_stage_then_init_from_stage(tmp_path, tiny_base):
     fresh = run(str(tmp_path / "s3"), tiny_base, spec2, cfg2, hypernet_overrides=TINY, base_dtype=torch.float32,
                 until=1)
     assert any(not torch.allclose(_params(fresh)[k], p1[k]) for k in p1)
+
+
+def test_samples_only_then_training_computes_the_targets(tmp_path, tiny_base, capsys):
+    """--samples-only writes the data without a model or targets (built on a CPU box); a later run on the same
+    out dir reuses those samples and computes only the targets; another spec on that dir is refused."""
+    from d2l_memory.training.recipe import main
+    from d2l_memory.training.teacher import load_targets
+
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--base-model", tiny_base, "--personal", "4", "--niah", "3", "--realdoc", "0"]
+    main([*args, "--samples-only"])
+    data = out / "data"
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"samples": str(data / "train.jsonl")}
+    lines = (data / "train.jsonl").read_text().splitlines()
+    assert len(lines) == 7 and not (data / "targets.json").exists() and not (out / "final").exists()
+    assert json.loads((data / "spec.json").read_text())["niah"] == 3
+
+    spec = DataSpec(personal=4, niah=3, realdoc=0)
+    cfg = TrainConfig(out_dir="", steps=1, warmup=0, docs_per_step=2, qas_per_doc=1, save_every=100, max_chunks=2)
+    run(str(out), tiny_base, spec, cfg, hypernet_overrides=TINY)
+    assert (data / "train.jsonl").read_text().splitlines() == lines  # reused, not rebuilt
+    targets = load_targets(data / "targets")
+    assert len(targets) == sum(len(json.loads(line)["qas"]) for line in lines)
+    with pytest.raises(ValueError, match="niah: cached 3, asked 5"):
+        main([*args[:-4], "--niah", "5", "--realdoc", "0", "--samples-only"])

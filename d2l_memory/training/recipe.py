@@ -76,8 +76,9 @@ class DataSpec:
                              "set single_facts > 0 and personal > 0 (--single-facts N --personal N)")
 
 
-def build_samples(d2l: D2L, spec: DataSpec, split: str = "train") -> list[Sample]:
-    count = lambda s: len(d2l.tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
+def build_samples(tokenizer, spec: DataSpec, split: str = "train") -> list[Sample]:
+    """The spec's samples (no targets); `tokenizer` (the base model's) sizes the NIAH haystacks."""
+    count = lambda s: len(tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
     samples: list[Sample] = []
     if spec.personal:
         samples += build_personal(spec.personal, seed=spec.seed, split=split)
@@ -111,6 +112,23 @@ def _check_cached_spec(spec: DataSpec, data_dir: Path) -> None:
     path.write_text(json.dumps(want, indent=1) + "\n")
 
 
+def write_samples(base_model: str, spec: DataSpec, data_dir: Path) -> Path:
+    """Only the samples of `prepare` (train.jsonl + spec.json, no targets, the tokenizer but no model
+    loaded): build the data on a CPU machine, let a GPU machine compute the teacher targets."""
+    from transformers import AutoTokenizer
+
+    from ..models import resolve_model
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _check_cached_spec(spec, data_dir)
+    path, gguf = resolve_model(base_model)
+    tok = AutoTokenizer.from_pretrained(path, **({"gguf_file": gguf} if gguf else {}))
+    samples = build_samples(tok, spec)
+    write_jsonl(samples, data_dir / "train.jsonl")
+    log.info("%d samples written to %s", len(samples), data_dir)
+    return data_dir / "train.jsonl"
+
+
 def prepare(d2l: D2L, spec: DataSpec, data_dir: Path) -> tuple[list[Sample], dict]:
     """Build (or reload) the training samples and their targets, cached under `data_dir`."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +137,7 @@ def prepare(d2l: D2L, spec: DataSpec, data_dir: Path) -> tuple[list[Sample], dic
     if sp.is_file():
         samples = read_jsonl(sp)
     else:
-        samples = build_samples(d2l, spec)
+        samples = build_samples(d2l.tokenizer, spec)
         write_jsonl(samples, sp)
     if spec.single_facts:
         facts = single_fact_samples(samples, spec.single_facts, spec.seed)
@@ -136,7 +154,8 @@ def prepare(d2l: D2L, spec: DataSpec, data_dir: Path) -> tuple[list[Sample], dic
     targets = compute_targets(d2l, gold, use_teacher=False)
     if real:
         log.info("teacher answers for %d real-document questions ...", sum(len(s.qas) for s in real))
-        targets.update(generate_targets(d2l, real, k=spec.top_k))
+        batch = 64 if d2l.device.type == "cuda" else 8  # greedy generation is launch-bound on a GPU
+        targets.update(generate_targets(d2l, real, k=spec.top_k, batch_size=batch))
     log.info("targets for %d questions in %.0fs", len(targets), time.time() - t0)
     save_targets(targets, tp)
     return samples, targets
@@ -245,6 +264,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--init-from", default=None,
                    help="start from this trained checkpoint (directory or shipped name) with a fresh optimizer")
     p.add_argument("--hypernet", default="{}", help="HypernetConfig overrides as JSON, e.g. '{\"rank\": 16}'")
+    p.add_argument("--samples-only", action="store_true",
+                   help="only build OUT/data/train.jsonl (no model, no targets, no training): the targets "
+                        "are computed where the training runs")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = TrainConfig(out_dir=a.out, steps=a.steps, lr=a.lr, warmup=min(a.warmup, a.steps - 1), docs_per_step=a.docs_per_step,
@@ -255,6 +277,9 @@ def main(argv: list[str] | None = None) -> None:
                       extra={"command": "python -m d2l_memory.training.recipe " + " ".join(argv or [])})
     spec = DataSpec(personal=a.personal, niah=a.niah, realdoc=a.realdoc, single_facts=a.single_facts,
                     facts_only=a.facts_only, seed=a.seed)
+    if a.samples_only:
+        print(json.dumps({"samples": str(write_samples(a.base_model, spec, Path(a.out) / "data"))}))
+        return
     try:
         overrides = json.loads(a.hypernet)
     except json.JSONDecodeError as e:
