@@ -139,26 +139,45 @@ def resolve_model(name_or_path: str) -> tuple[str, str | None]:
     return name_or_path, None
 
 
+def _load_error(name_or_path: str, e: Exception) -> ModelNotFoundError:
+    return ModelNotFoundError(f"could not load base model {name_or_path!r}: {e}. Pass a hub id (with hub "
+                              f"access), a local model directory, a .gguf file, or one of {sorted(NAMED_MODELS)}")
+
+
+def _tokenizer(path: str, kw: dict):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, **kw)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_tokenizer(name_or_path: str = DEFAULT_MODEL):
+    """The base model's tokenizer alone (with a pad token), for work that needs no weights."""
+    path, gguf = resolve_model(name_or_path)
+    try:
+        return _tokenizer(path, {"gguf_file": gguf} if gguf else {})
+    except (OSError, ValueError) as e:
+        raise _load_error(name_or_path, e) from e
+
+
 def load_base_model(name_or_path: str = DEFAULT_MODEL, device: str | torch.device | None = None,
                     dtype: torch.dtype | None = None):
     """Load (model, tokenizer) frozen in eval mode; `name_or_path` is a hub id, directory, .gguf or named model."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype or default_dtype(device)
     path, gguf = resolve_model(name_or_path)
     kw = {"gguf_file": gguf} if gguf else {}
     try:
-        tok = AutoTokenizer.from_pretrained(path, **kw)
+        tok = _tokenizer(path, kw)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kw)
     except (OSError, ValueError) as e:
-        raise ModelNotFoundError(f"could not load base model {name_or_path!r}: {e}. Pass a hub id (with hub "
-                                 f"access), a local model directory, a .gguf file, or one of {sorted(NAMED_MODELS)}"
-                                 ) from e
+        raise _load_error(name_or_path, e) from e
     model.to(device).eval()
     model.requires_grad_(False)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
     return model, tok
 
 

@@ -115,15 +115,11 @@ def _check_cached_spec(spec: DataSpec, data_dir: Path) -> None:
 def write_samples(base_model: str, spec: DataSpec, data_dir: Path) -> Path:
     """Only the samples of `prepare` (train.jsonl + spec.json, no targets, the tokenizer but no model
     loaded): build the data on a CPU machine, let a GPU machine compute the teacher targets."""
-    from transformers import AutoTokenizer
-
-    from ..models import resolve_model
+    from ..models import load_tokenizer
 
     data_dir.mkdir(parents=True, exist_ok=True)
     _check_cached_spec(spec, data_dir)
-    path, gguf = resolve_model(base_model)
-    tok = AutoTokenizer.from_pretrained(path, **({"gguf_file": gguf} if gguf else {}))
-    samples = build_samples(tok, spec)
+    samples = build_samples(load_tokenizer(base_model), spec)
     write_jsonl(samples, data_dir / "train.jsonl")
     log.info("%d samples written to %s", len(samples), data_dir)
     return data_dir / "train.jsonl"
