@@ -99,3 +99,50 @@ def test_samples_only_then_training_computes_the_targets(tmp_path, tiny_base, ca
     assert len(targets) == sum(len(json.loads(line)["qas"]) for line in lines)
     with pytest.raises(ValueError, match="niah: cached 3, asked 5"):
         main([*args[:-4], "--niah", "5", "--realdoc", "0", "--samples-only"])
+
+
+def test_val_every_logs_a_heldout_curve_and_validate_compares_checkpoints(tmp_path, tiny_base, capsys):
+    """--val-every scores held-out test-split documents at step 0 and every N steps (val.jsonl, kept in the
+    resume state); `validate` scores saved checkpoints on the same kind of held-out set."""
+    from d2l_memory.training import validate
+    from d2l_memory.training.recipe import main
+
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--base-model", tiny_base, "--personal", "6", "--niah", "4", "--realdoc", "0",
+            "--steps", "4", "--warmup", "1", "--docs-per-step", "2", "--qas-per-doc", "1", "--save-every", "2",
+            "--hypernet", json.dumps(TINY), "--base-dtype", "float32", "--val-every", "2",
+            "--val", "personal=4,niah=4,facts=4"]
+    main([*args, "--until", "2"])
+    main(args)  # resumes at step 2
+    curve = [json.loads(line) for line in (out / "val.jsonl").read_text().splitlines()]
+    assert [c["step"] for c in curve] == [0, 2, 4]
+    for c in curve:
+        assert set(c["val"]) == {"personal", "niah", "facts"}
+        assert c["val"]["niah"]["docs"] == 4 and c["val"]["niah"]["own"] > 0
+        assert c["val"]["personal"]["gap"] is not None
+    test_ids = {json.loads(line)["id"] for line in (out / "val_data" / "test.jsonl").read_text().splitlines()}
+    train_ids = {json.loads(line)["id"] for line in (out / "data" / "train.jsonl").read_text().splitlines()}
+    assert test_ids and not test_ids & train_ids
+    state = json.loads((out / "resume" / "state.json").read_text())
+    assert [v["step"] for v in state["val_history"]] == [0, 2, 4]
+
+    capsys.readouterr()
+    res = validate.main([str(out / "final"), "--base-model", tiny_base, "--personal", "4", "--niah", "4",
+                         "--facts", "4", "--data", str(out / "val_data"), "--out", str(tmp_path / "v.json")])
+    # The same held-out set and weights as the run's last entry: the same numbers.
+    for g in ("personal", "niah", "facts"):
+        assert res[str(out / "final")][g]["own"] == pytest.approx(curve[-1]["val"][g]["own"], rel=1e-4)
+    assert "| checkpoint |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "v.json").read_text())["results"].keys() == res.keys()
+
+
+def test_val_flag_errors_name_the_fix(tmp_path, tiny_base, capsys):
+    from d2l_memory.training.recipe import main
+
+    base = ["--out", str(tmp_path / "x"), "--base-model", tiny_base, "--val-every", "5"]
+    for bad, msg in (("personal=4,bogus=2", "kind=count"), ("facts=4", "give personal=N"), ("niah=x", "kind=count"),
+                     ("", "no held-out")):
+        with pytest.raises(SystemExit):
+            main([*base, "--val", bad])
+        assert msg in capsys.readouterr().err
+        assert not (tmp_path / "x").exists()

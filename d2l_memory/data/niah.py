@@ -93,8 +93,9 @@ def block_counts_for_bin(
 ) -> list[int]:
     """Block counts ``k`` whose haystack (with a needle) has a token length in ``[lo, hi)``.
 
-    Haystack length grows with ``k``, so the two edges are found by binary search (a real
-    tokenizer is called O(log max_blocks) times, not once per ``k``).
+    Haystack length grows with ``k``, so the two edges are found by a doubling search, then a binary
+    search (a real tokenizer is called O(log k) times on haystacks at most twice the bin's length, not
+    once per ``k`` nor on a ``max_blocks`` haystack).
     """
     count = count_tokens or heuristic_token_count
 
@@ -102,7 +103,10 @@ def block_counts_for_bin(
         return count(render_haystack(k, k // 2, "0000"))
 
     def first_at_least(target: int) -> int:
-        a, b = 1, max_blocks + 1  # answer in [a, b]; b means "none"
+        b = 1
+        while b <= max_blocks and length(b) < target:
+            b *= 2
+        a, b = max(1, b // 2), min(b, max_blocks + 1)  # answer in [a, b]; max_blocks + 1 means "none"
         while a < b:
             mid = (a + b) // 2
             if length(mid) >= target:

@@ -95,12 +95,12 @@ def build_samples(tokenizer, spec: DataSpec, split: str = "train") -> list[Sampl
 CACHE_FIELDS = ("personal", "niah", "realdoc", "seed", "top_k")
 
 
-def _check_cached_spec(spec: DataSpec, data_dir: Path) -> None:
-    """Refuse to reuse a data cache built for other counts or seeds (it would silently train on other data)."""
-    want = {k: getattr(spec, k) for k in CACHE_FIELDS}
+def _check_cached_spec(spec: DataSpec, data_dir: Path, split: str = "train") -> None:
+    """Refuse to reuse a data cache built for other counts, seeds or split (it would silently use other data)."""
+    want = {k: getattr(spec, k) for k in CACHE_FIELDS} | {"split": split}
     path = data_dir / "spec.json"
     if path.is_file():
-        have = json.loads(path.read_text())
+        have = {"split": "train"} | json.loads(path.read_text())  # caches from before the split was recorded
         diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
         if diff:
             raise ValueError(
@@ -125,15 +125,15 @@ def write_samples(base_model: str, spec: DataSpec, data_dir: Path) -> Path:
     return data_dir / "train.jsonl"
 
 
-def prepare(d2l: D2L, spec: DataSpec, data_dir: Path) -> tuple[list[Sample], dict]:
-    """Build (or reload) the training samples and their targets, cached under `data_dir`."""
+def prepare(d2l: D2L, spec: DataSpec, data_dir: Path, split: str = "train") -> tuple[list[Sample], dict]:
+    """Build (or reload) the samples of `split` and their targets, cached under `data_dir`."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    _check_cached_spec(spec, data_dir)
-    sp = data_dir / "train.jsonl"
+    _check_cached_spec(spec, data_dir, split)
+    sp = data_dir / f"{split}.jsonl"
     if sp.is_file():
         samples = read_jsonl(sp)
     else:
-        samples = build_samples(d2l.tokenizer, spec)
+        samples = build_samples(d2l.tokenizer, spec, split)
         write_jsonl(samples, sp)
     if spec.single_facts:
         facts = single_fact_samples(samples, spec.single_facts, spec.seed)
@@ -159,13 +159,17 @@ def prepare(d2l: D2L, spec: DataSpec, data_dir: Path) -> tuple[list[Sample], dic
 
 def run(out: str, base_model: str = "smollm2-135m", spec: DataSpec | None = None,
         config: TrainConfig | None = None, until: int | None = None, hypernet_overrides: dict | None = None,
-        on_step=None, base_dtype: torch.dtype | None = None, init_from: str | None = None) -> Path:
+        on_step=None, base_dtype: torch.dtype | None = None, init_from: str | None = None,
+        val_spec: DataSpec | None = None) -> Path:
     """Train (resuming if `out` holds a state) and export the final checkpoint to `out/final`.
 
     `init_from` starts from a trained checkpoint (a directory or a shipped name) instead of a fresh
     hypernetwork, with a fresh optimizer and schedule: a second curriculum stage, or fine-tuning the shipped
     checkpoint on your own data. Its architecture is kept: `hypernet_overrides` may only add parts that start
     as a no-op (e.g. `{"copy_keys": true}`), never change the shape of a trained one.
+
+    `val_spec` (with `config.val_every` > 0) builds held-out documents from the builders' test split, cached in
+    `out/val_data`, whose loss is logged every `val_every` steps (`out/val.jsonl`, the learning curve).
 
     `base_dtype` is the frozen base model's weight dtype (None: the loader's default). bf16 weights on CPU
     spare bf16 autocast re-casting every frozen matrix on each call (the hypernetwork stays fp32).
@@ -184,7 +188,8 @@ def run(out: str, base_model: str = "smollm2-135m", spec: DataSpec | None = None
         d2l = D2L.from_base_model(base_model, seed=config.seed, dtype=base_dtype, **(hypernet_overrides or {}))
     samples, targets = prepare(d2l, spec, Path(out) / "data")
     config.extra = dict(config.extra, data=asdict(spec), n_samples=len(samples), n_targets=len(targets))
-    trainer = Trainer(d2l, samples, targets, config)
+    val = prepare(d2l, val_spec, Path(out) / "val_data", split="test") if val_spec and config.val_every else None
+    trainer = Trainer(d2l, samples, targets, config, val=val)
     if not trainer.maybe_resume() and init_from is None:  # states and checkpoints carry the calibration
         calib = random.Random(config.seed).sample(samples, min(64, len(samples)))
         d2l.calibrate([s.context for s in calib])
@@ -229,6 +234,22 @@ def export(d2l: D2L, trainer: Trainer, directory: Path, spec: DataSpec) -> Path:
     return path
 
 
+def parse_val(text: str, seed: int, fail) -> DataSpec:
+    """`--val "personal=48,niah=16,facts=48,realdoc=0"` -> the held-out DataSpec (facts: single facts)."""
+    counts = {"personal": 0, "niah": 0, "facts": 0, "realdoc": 0}
+    for part in filter(None, (x.strip() for x in text.split(","))):
+        key, _, value = part.partition("=")
+        if key.strip() not in counts or not value.strip().isdigit():
+            fail(f"--val takes kind=count pairs of {sorted(counts)}, e.g. 'personal=48,niah=16'; got {part!r}")
+        counts[key.strip()] = int(value)
+    if counts["facts"] and not counts["personal"]:
+        fail("--val facts are cut from the held-out profiles: give personal=N too")
+    if not any(counts.values()):
+        fail("--val names no held-out documents")
+    return DataSpec(personal=counts["personal"], niah=counts["niah"], realdoc=counts["realdoc"],
+                    single_facts=counts["facts"], seed=seed)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
@@ -260,6 +281,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--init-from", default=None,
                    help="start from this trained checkpoint (directory or shipped name) with a fresh optimizer")
     p.add_argument("--hypernet", default="{}", help="HypernetConfig overrides as JSON, e.g. '{\"rank\": 16}'")
+    p.add_argument("--val-every", type=int, default=0,
+                   help="held-out loss every N steps (OUT/val.jsonl and the learning curve; 0 = off)")
+    p.add_argument("--val", default="personal=48,niah=16,facts=48,realdoc=0",
+                   help="held-out documents for --val-every, from the test split (realdoc needs teacher passes)")
     p.add_argument("--samples-only", action="store_true",
                    help="only build OUT/data/train.jsonl (no model, no targets, no training): the targets "
                         "are computed where the training runs")
@@ -269,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
                       qas_per_doc=a.qas_per_doc, save_every=a.save_every, seed=a.seed,
                       contrast_weight=a.contrast_weight, contrast_margin=a.contrast_margin,
                       gain_lr_mult=a.gain_lr_mult,
-                      max_chunks=a.max_chunks,
+                      max_chunks=a.max_chunks, val_every=a.val_every,
                       extra={"command": "python -m d2l_memory.training.recipe " + " ".join(argv or [])})
     spec = DataSpec(personal=a.personal, niah=a.niah, realdoc=a.realdoc, single_facts=a.single_facts,
                     facts_only=a.facts_only, seed=a.seed)
@@ -283,8 +308,9 @@ def main(argv: list[str] | None = None) -> None:
     if not isinstance(overrides, dict):
         p.error(f"--hypernet must be a JSON object of HypernetConfig fields, got {a.hypernet!r}")
     dtype = None if a.base_dtype == "auto" else getattr(torch, a.base_dtype)
+    val_spec = parse_val(a.val, a.seed, p.error) if a.val_every else None
     path = run(a.out, a.base_model, spec, cfg, until=a.until, hypernet_overrides=overrides, base_dtype=dtype,
-               init_from=a.init_from)
+               init_from=a.init_from, val_spec=val_spec)
     print(json.dumps({"checkpoint": str(path)}))
 
 

@@ -64,6 +64,7 @@ class TrainConfig:
     min_chunk_tokens: int = 25
     save_every: int = 50
     log_every: int = 10
+    val_every: int = 0  # held-out loss every this many steps (0: never; needs the Trainer's `val` data)
     seed: int = 0
     extra: dict = field(default_factory=dict)  # free-form notes stored with the run (data seeds, command)
 
@@ -72,6 +73,8 @@ class TrainConfig:
                      "min_chunk_tokens"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
                 raise ConfigError(f"`{name}` must be a positive int, got {getattr(self, name)!r}")
+        if not isinstance(self.val_every, int) or self.val_every < 0:
+            raise ConfigError(f"`val_every` must be an int >= 0 (0 = no held-out loss), got {self.val_every!r}")
         if not self.gain_lr_mult > 0:
             raise ConfigError(f"`gain_lr_mult` must be > 0, got {self.gain_lr_mult!r}")
         if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
@@ -132,11 +135,85 @@ def answer_loss(logits: torch.Tensor, target: Target, ce_weight: float, kl_weigh
     return loss.mean()
 
 
+def batch_loss(d2l, model, core, batch, targets: dict[str, Target], cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
+    """The training objective on one batch of (sample, question indices, n_chunks or None for the inference
+    chunking): (loss, info with "task", "l1" and, with cfg.contrast_weight > 0, "gap" and "contrast").
+
+    `model` runs the hypernetwork (a DDP wrapper while training), `core` is the unwrapped module (its `combine`).
+    """
+    chunks = [d2l.doc_chunks(s.context, n_chunks=k) for s, _, k in batch]
+    flat = [c for doc in chunks for c in doc]
+    with d2l.autocast():
+        A, B = model(*d2l.encode(flat))  # per chunk [n, L, r, d]
+    docA, docB = core.combine(A, B, [len(c) for c in chunks])  # per doc [L, (K+1) r, d]
+    l1 = torch.stack([torch.cat([a[t].abs().flatten() for t in a]).mean() + torch.cat(
+        [b[t].abs().flatten() for t in b]).mean() for a, b in zip(docA, docB, strict=False)]).mean()
+
+    rows, row_doc, row_target = [], [], []
+    for di, (s, qs, _) in enumerate(batch):
+        for qi in qs:
+            tgt = targets[f"{s.id}#{qi}"]
+            prompt = d2l.prompt_ids(s.qas[qi].question)
+            rows.append((prompt, tgt.answer_ids))
+            row_doc.append(di)
+            row_target.append(tgt)
+    R = max(a[d2l.config.targets[0]].shape[1] for a in docA)
+    # Contrast partner of each row: the next document of the batch of the same kind and chunk count, so
+    # that neither answer format (kinds differ) nor adapter size (deltas of K chunks add up) decides
+    # which adapter fits better; rows without a partner get no contrast term.
+    partner = [_partner(batch, d) for d in row_doc] if cfg.contrast_weight > 0 else []
+    crows = [i for i, p in enumerate(partner) if p is not None]
+    contrast = bool(crows)
+    adapter_of = row_doc + [partner[i] for i in crows]  # own, then swapped
+    rowA = {t: pad_rank([docA[i][t] for i in adapter_of], R) for t in d2l.config.targets}
+    rowB = {t: pad_rank([docB[i][t] for i in adapter_of], R) for t in d2l.config.targets}
+    rows_in = rows + [rows[i] for i in crows]
+    target_in = row_target + [row_target[i] for i in crows]
+    ids, attn = pad_ids([p + a for p, a in rows_in], d2l.tokenizer.pad_token_id)
+    body = getattr(d2l.model, d2l.model.base_model_prefix)
+    with apply_lora(d2l.model, d2l.module_paths, rowA, rowB, d2l.config.alpha), d2l.autocast():
+        hidden = body(input_ids=ids.to(d2l.device), attention_mask=attn.to(d2l.device), use_cache=False
+                      ).last_hidden_state  # [rows, T, D]
+        # one LM-head call over every row's answer positions (the head is the largest matrix; per row
+        # it was re-cast to bf16 under autocast each time)
+        h = torch.cat([hidden[i, len(p) - 1: len(p) - 1 + len(a)] for i, (p, a) in enumerate(rows_in)])
+        logits = d2l.model.lm_head(h).split([len(a) for _, a in rows_in])  # predict each answer token
+        per_row = torch.stack([answer_loss(lg, target_in[i], cfg.ce_weight, cfg.kl_weight)
+                               for i, lg in enumerate(logits)])
+    info = {}
+    if contrast:
+        per_row, swapped = per_row[: len(rows)], per_row[len(rows):]
+        gap = swapped - per_row[crows]  # > 0: the own document's adapter fits the answer better
+        contrast_loss = torch.relu(cfg.contrast_margin - gap).mean()
+        info = {"gap": gap.mean().item(), "contrast": contrast_loss.item()}
+    doc_ids = torch.tensor(row_doc, device=per_row.device)
+    per_doc = torch.zeros(len(batch), device=per_row.device).index_add(0, doc_ids, per_row)
+    per_doc = per_doc / torch.bincount(doc_ids, minlength=len(batch)).clamp(min=1)
+    task = per_doc.mean()
+    loss = task + cfg.l1_coef * l1
+    if contrast:
+        loss = loss + cfg.contrast_weight * contrast_loss
+    return loss, {"loss": loss.item(), "task": task.item(), "l1": l1.item(), **info}
+
+
+def _partner(batch, d: int) -> int | None:
+    s, _, k = batch[d]
+    for j in range(1, len(batch)):
+        o, _, ko = batch[(d + j) % len(batch)]
+        if o.kind == s.kind and ko == k and o.context != s.context:
+            return (d + j) % len(batch)
+    return None
+
+
 class Trainer:
-    """Trains `d2l.hypernet` on samples with their per-question targets (`targets[f"{id}#{qi}"]`)."""
+    """Trains `d2l.hypernet` on samples with their per-question targets (`targets[f"{id}#{qi}"]`).
+
+    `val` = (held-out samples, their targets) is scored every `config.val_every` steps (`validate.heldout_loss`)
+    into `val_history` and `val.jsonl`, and drawn on the learning curve.
+    """
 
     def __init__(self, d2l, samples: list[Sample], targets: dict[str, Target], config: TrainConfig,
-                 accelerator=None):
+                 accelerator=None, val: tuple[list[Sample], dict[str, Target]] | None = None):
         if not samples:
             raise ConfigError("no training samples")
         self.d2l, self.samples, self.targets, self.cfg = d2l, samples, targets, config
@@ -155,6 +232,8 @@ class Trainer:
         self.model, self.opt = self.acc.prepare(self.d2l.hypernet, self.opt)
         self.step = 0
         self.history: list[dict] = []
+        self.val = val
+        self.val_history: list[dict] = []
         self.out = Path(config.out_dir)
 
     # ---- data -------------------------------------------------------------------------------------
@@ -178,70 +257,7 @@ class Trainer:
 
     # ---- one step ---------------------------------------------------------------------------------
     def loss_for(self, batch) -> tuple[torch.Tensor, dict]:
-        d2l, cfg = self.d2l, self.cfg
-        core = self.acc.unwrap_model(self.model)
-        chunks = [d2l.doc_chunks(s.context, n_chunks=k) for s, _, k in batch]
-        flat = [c for doc in chunks for c in doc]
-        with d2l.autocast():
-            A, B = self.model(*d2l.encode(flat))  # per chunk [n, L, r, d]
-        docA, docB = core.combine(A, B, [len(c) for c in chunks])  # per doc [L, (K+1) r, d]
-        l1 = torch.stack([torch.cat([a[t].abs().flatten() for t in a]).mean() + torch.cat(
-            [b[t].abs().flatten() for t in b]).mean() for a, b in zip(docA, docB, strict=False)]).mean()
-
-        rows, row_doc, row_target = [], [], []
-        for di, (s, qs, _) in enumerate(batch):
-            for qi in qs:
-                tgt = self.targets[f"{s.id}#{qi}"]
-                prompt = d2l.prompt_ids(s.qas[qi].question)
-                rows.append((prompt, tgt.answer_ids))
-                row_doc.append(di)
-                row_target.append(tgt)
-        R = max(a[d2l.config.targets[0]].shape[1] for a in docA)
-        # Contrast partner of each row: the next document of the batch of the same kind and chunk count, so
-        # that neither answer format (kinds differ) nor adapter size (deltas of K chunks add up) decides
-        # which adapter fits better; rows without a partner get no contrast term.
-        partner = [self._partner(batch, d) for d in row_doc] if cfg.contrast_weight > 0 else []
-        crows = [i for i, p in enumerate(partner) if p is not None]
-        contrast = bool(crows)
-        adapter_of = row_doc + [partner[i] for i in crows]  # own, then swapped
-        rowA = {t: pad_rank([docA[i][t] for i in adapter_of], R) for t in d2l.config.targets}
-        rowB = {t: pad_rank([docB[i][t] for i in adapter_of], R) for t in d2l.config.targets}
-        rows_in = rows + [rows[i] for i in crows]
-        target_in = row_target + [row_target[i] for i in crows]
-        ids, attn = pad_ids([p + a for p, a in rows_in], d2l.tokenizer.pad_token_id)
-        body = getattr(d2l.model, d2l.model.base_model_prefix)
-        with apply_lora(d2l.model, d2l.module_paths, rowA, rowB, d2l.config.alpha), d2l.autocast():
-            hidden = body(input_ids=ids.to(d2l.device), attention_mask=attn.to(d2l.device), use_cache=False
-                          ).last_hidden_state  # [rows, T, D]
-            # one LM-head call over every row's answer positions (the head is the largest matrix; per row
-            # it was re-cast to bf16 under autocast each time)
-            h = torch.cat([hidden[i, len(p) - 1: len(p) - 1 + len(a)] for i, (p, a) in enumerate(rows_in)])
-            logits = d2l.model.lm_head(h).split([len(a) for _, a in rows_in])  # predict each answer token
-            per_row = torch.stack([answer_loss(lg, target_in[i], cfg.ce_weight, cfg.kl_weight)
-                                   for i, lg in enumerate(logits)])
-        info = {}
-        if contrast:
-            per_row, swapped = per_row[: len(rows)], per_row[len(rows):]
-            gap = swapped - per_row[crows]  # > 0: the own document's adapter fits the answer better
-            contrast_loss = torch.relu(cfg.contrast_margin - gap).mean()
-            info = {"gap": gap.mean().item(), "contrast": contrast_loss.item()}
-        doc_ids = torch.tensor(row_doc, device=per_row.device)
-        per_doc = torch.zeros(len(batch), device=per_row.device).index_add(0, doc_ids, per_row)
-        per_doc = per_doc / torch.bincount(doc_ids, minlength=len(batch)).clamp(min=1)
-        task = per_doc.mean()
-        loss = task + cfg.l1_coef * l1
-        if contrast:
-            loss = loss + cfg.contrast_weight * contrast_loss
-        return loss, {"loss": loss.item(), "task": task.item(), "l1": l1.item(), **info}
-
-    @staticmethod
-    def _partner(batch, d: int) -> int | None:
-        s, _, k = batch[d]
-        for j in range(1, len(batch)):
-            o, _, ko = batch[(d + j) % len(batch)]
-            if o.kind == s.kind and ko == k and o.context != s.context:
-                return (d + j) % len(batch)
-        return None
+        return batch_loss(self.d2l, self.model, self.acc.unwrap_model(self.model), batch, self.targets, self.cfg)
 
     def train_step(self) -> dict:
         t0 = time.time()
@@ -267,7 +283,8 @@ class Trainer:
             return
         core = self.acc.unwrap_model(self.model)
         train_state.save_state(self.resume_dir, core, self.opt,
-                               {"step": self.step, "config": asdict(self.cfg), "history": self.history})
+                               {"step": self.step, "config": asdict(self.cfg), "history": self.history,
+                                "val_history": self.val_history})
         self.plot()
 
     def maybe_resume(self) -> bool:
@@ -275,6 +292,7 @@ class Trainer:
             return False
         info = train_state.load_state(self.resume_dir, self.acc.unwrap_model(self.model), self.opt)
         self.step, self.history = info["step"], info.get("history", [])
+        self.val_history = info.get("val_history", [])
         log.info("resumed from %s at step %d", self.resume_dir, self.step)
         return True
 
@@ -295,6 +313,9 @@ class Trainer:
         if len(steps) > k:
             sm = [sum(h["task"] for h in self.history[i - k:i]) / k for i in range(k, len(steps) + 1)]
             ax.plot(steps[k - 1:], sm, label=f"task loss ({k}-step mean)", lw=1.5)
+        for g in sorted({g for v in self.val_history for g in v["val"]}):
+            pts = [(v["step"], v["val"][g]["own"]) for v in self.val_history if g in v["val"]]
+            ax.plot(*zip(*pts, strict=True), marker="o", ms=3, lw=1, label=f"held-out {g}")
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.set_yscale("log")
@@ -312,6 +333,8 @@ class Trainer:
         if self.acc.is_main_process:
             (self.out / "train_config.json").write_text(json.dumps(asdict(self.cfg), indent=2))
         end = min(self.cfg.steps, until or self.cfg.steps)
+        if self.val and self.cfg.val_every and not self.val_history:
+            self.validate()  # the starting point of the held-out curve
         with open(self.out / "log.jsonl", "a") as logf:
             while self.step < end:
                 info = self.train_step()
@@ -326,6 +349,24 @@ class Trainer:
                     recent = self.history[-self.cfg.log_every:]
                     log.info("step %d loss %.4f task %.4f %.2fs/step", self.step, info["loss"],
                              sum(h["task"] for h in recent) / len(recent), sum(h["sec"] for h in recent) / len(recent))
+                if self.val and self.cfg.val_every and self.step % self.cfg.val_every == 0:
+                    self.validate()
                 if self.step % self.cfg.save_every == 0 or self.step == end:
                     self.save()
         return self.history
+
+    def validate(self) -> dict | None:
+        """Held-out loss and document gap per group now (main process only); appended to `val_history`."""
+        if not self.val or not self.acc.is_main_process:
+            return None
+        from .validate import heldout_loss
+
+        t0 = time.time()
+        entry = {"step": self.step, "val": heldout_loss(self.d2l, *self.val), "sec": time.time() - t0}
+        self.val_history.append(entry)
+        with open(self.out / "val.jsonl", "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        log.info("step %d held-out %s (%.0fs)", self.step, ", ".join(
+            f"{g} {v['own']:.3f}" + ("" if v["gap"] is None else f" gap {v['gap']:+.2f}")
+            for g, v in entry["val"].items()), entry["sec"])
+        return entry
