@@ -45,10 +45,8 @@ def pick_engine(checkpoint: str | None, device: str | None):
 
 
 def questions(sample, k: int):
-    """Up to k (question, answer) pairs naming the person, so that they are unambiguous among many profiles."""
-    name = sample.meta["person"]["first"]
-    return [(qa.question.replace("the user's", f"{name}'s").replace("the user", name), qa.answer)
-            for qa in sample.qas[:k]]
+    """Up to k (question, answer) pairs; they name the person, so that they are unambiguous among many profiles."""
+    return [(qa.question, qa.answer) for qa in sample.qas[:k]]
 
 
 def median(xs):
@@ -74,7 +72,7 @@ def run(args) -> dict:
     embedder = SentenceTransformerEmbedder()
     embedder.embed(["warm up"])
     count = lambda s: len(engine.tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
-    samples = build_personal(max(args.sizes), seed=11, split="test", style="profile", question_person="third")
+    samples = build_personal(max(args.sizes), seed=11, split="test", style="profile", question_person="named")
     rows = []
     gen = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
     engine.complete("Warm up.", None, max_new_tokens=2)

@@ -146,3 +146,19 @@ def test_val_flag_errors_name_the_fix(tmp_path, tiny_base, capsys):
             main([*base, "--val", bad])
         assert msg in capsys.readouterr().err
         assert not (tmp_path / "x").exists()
+
+
+def test_phrasing_is_part_of_the_data_cache(tmp_path, tiny_base, capsys):
+    from d2l_memory.training.recipe import main
+
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--base-model", tiny_base, "--personal", "30", "--niah", "0", "--realdoc", "0",
+            "--samples-only"]
+    main([*args, "--phrasing", "mixed"])
+    qs = [qa[0] if isinstance(qa, list) else qa["question"] for line in
+          (out / "data" / "train.jsonl").read_text().splitlines() for qa in json.loads(line)["qas"]]
+    assert any("the user" in q for q in qs) and any(" my " in q or " I " in q for q in qs)
+    assert any("the user" not in q and " my " not in q and " I " not in q for q in qs)  # named
+    assert json.loads((out / "data" / "spec.json").read_text())["phrasing"] == "mixed"
+    with pytest.raises(ValueError, match="phrasing: cached 'mixed', asked 'third'"):
+        main(args)

@@ -32,6 +32,7 @@ from .types import QA, Sample, approx_tokens, check_split, make_rng, partition
 logger = logging.getLogger(__name__)
 
 STYLES = ("profile", "transcript", "mixed")
+QUESTION_PERSONS = ("third", "first", "named", "mixed")
 #: Approximate token bounds (words * 1.3) of the rendered contexts, per style.
 TOKEN_BOUNDS = {"profile": (80, 200), "transcript": (150, 400)}
 
@@ -113,7 +114,10 @@ class Profile:
         return self.full_name if f == "name" else self.values[f]
 
     def question(self, f: str, person: str = "third") -> str:
-        template = QUESTIONS[f][0 if person == "third" else 1]
+        """Field ``f``'s question: ``person`` "third" (the user), "first" (I / my) or "named" (the first name)."""
+        template = QUESTIONS[f][1 if person == "first" else 0]
+        if person == "named":
+            template = template.replace("the user", self.first)
         rel = self.partner_rel if f == "partner" else self.sibling_rel
         return template.format(species=self.values.get("pet_species", "pet"), rel=rel)
 
@@ -432,8 +436,11 @@ def build_personal(
         seed: RNG seed; the same (seed, split, style) gives identical samples.
         split: ``"train"``, ``"val"`` or ``"test"``; decides the pools of person and pet names.
         style: ``"profile"`` (prose document), ``"transcript"`` (chat) or ``"mixed"`` (alternating).
-        question_person: ``"third"`` ("What city does the user live in?") or ``"first"``
-            ("What city do I live in?", as the user would ask the assistant).
+        question_person: ``"third"`` ("What city does the user live in?"), ``"first"``
+            ("What city do I live in?", as the user would ask the assistant), ``"named"`` ("What city
+            does Ada live in?", as an app holding many people's facts asks) or ``"mixed"`` (each
+            question one of the three, drawn from its own stream: the contexts and answers are those
+            of ``"third"``).
         qas_per_sample: inclusive range of questions per sample; questions about updated facts
             are always included.
 
@@ -445,8 +452,8 @@ def build_personal(
     check_split(split)
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; expected one of {STYLES}")
-    if question_person not in ("third", "first"):
-        raise ValueError("question_person must be 'third' or 'first'")
+    if question_person not in QUESTION_PERSONS:
+        raise ValueError(f"question_person must be one of {QUESTION_PERSONS}, got {question_person!r}")
     rng = make_rng("personal", seed, split, style)
     samples = []
     for i in range(n):
@@ -462,7 +469,11 @@ def build_personal(
         k = min(len(pool), max(0, rng.randint(*qas_per_sample) - len(qa_fields)))
         qa_fields += rng.sample(pool, k=k)
         rng.shuffle(qa_fields)
-        qas = tuple(QA(p.question(f, question_person), p.answer(f)) for f in qa_fields)
+        persons = [question_person] * len(qa_fields)
+        if question_person == "mixed":  # a separate stream: the samples are those of "third" otherwise
+            prng = random.Random(f"personal-phrasing-{seed}-{split}-{style}-{i}")
+            persons = [prng.choice(QUESTION_PERSONS[:3]) for _ in qa_fields]
+        qas = tuple(QA(p.question(f, who), p.answer(f)) for f, who in zip(qa_fields, persons, strict=True))
         meta.update(
             person={
                 "first": p.first,

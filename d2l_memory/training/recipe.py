@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..data.niah import build_niah
-from ..data.personal import build_personal
+from ..data.personal import QUESTION_PERSONS, build_personal
 from ..data.types import Sample, read_jsonl, write_jsonl
 from ..engine import D2L
 from .teacher import compute_targets, generate_targets, load_targets, save_targets
@@ -66,11 +66,14 @@ class DataSpec:
     facts_only: bool = False  # train on the single facts alone (the full samples only supply them)
     seed: int = 0
     top_k: int = 16
+    phrasing: str = "third"  # personal questions: "third" (the user), "first" (my), "named" or "mixed"
 
     def __post_init__(self) -> None:
         for name in ("personal", "niah", "realdoc", "single_facts", "top_k"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"DataSpec.{name} must be a non-negative int, got {getattr(self, name)!r}")
+        if self.phrasing not in QUESTION_PERSONS:
+            raise ValueError(f"DataSpec.phrasing must be one of {QUESTION_PERSONS}, got {self.phrasing!r}")
         if self.facts_only and not (self.single_facts and self.personal):
             raise ValueError("DataSpec.facts_only trains on single facts cut from the personal samples: "
                              "set single_facts > 0 and personal > 0 (--single-facts N --personal N)")
@@ -81,7 +84,7 @@ def build_samples(tokenizer, spec: DataSpec, split: str = "train") -> list[Sampl
     count = lambda s: len(tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
     samples: list[Sample] = []
     if spec.personal:
-        samples += build_personal(spec.personal, seed=spec.seed, split=split)
+        samples += build_personal(spec.personal, seed=spec.seed, split=split, question_person=spec.phrasing)
     if spec.niah:
         samples += build_niah(spec.niah, token_range=(32, 256), seed=spec.seed, split=split, count_tokens=count)
     if spec.realdoc:
@@ -92,7 +95,8 @@ def build_samples(tokenizer, spec: DataSpec, split: str = "train") -> list[Sampl
 
 
 # The DataSpec fields that decide the cached train.jsonl and targets (single facts are cut after loading).
-CACHE_FIELDS = ("personal", "niah", "realdoc", "seed", "top_k")
+CACHE_FIELDS = ("personal", "niah", "realdoc", "seed", "top_k", "phrasing")
+CACHE_DEFAULTS = {"split": "train", "phrasing": "third"}  # for caches written before these were recorded
 
 
 def _check_cached_spec(spec: DataSpec, data_dir: Path, split: str = "train") -> None:
@@ -100,7 +104,7 @@ def _check_cached_spec(spec: DataSpec, data_dir: Path, split: str = "train") -> 
     want = {k: getattr(spec, k) for k in CACHE_FIELDS} | {"split": split}
     path = data_dir / "spec.json"
     if path.is_file():
-        have = {"split": "train"} | json.loads(path.read_text())  # caches from before the split was recorded
+        have = CACHE_DEFAULTS | json.loads(path.read_text())
         diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
         if diff:
             raise ValueError(
@@ -234,7 +238,7 @@ def export(d2l: D2L, trainer: Trainer, directory: Path, spec: DataSpec) -> Path:
     return path
 
 
-def parse_val(text: str, seed: int, fail) -> DataSpec:
+def parse_val(text: str, seed: int, fail, phrasing: str = "third") -> DataSpec:
     """`--val "personal=48,niah=16,facts=48,realdoc=0"` -> the held-out DataSpec (facts: single facts)."""
     counts = {"personal": 0, "niah": 0, "facts": 0, "realdoc": 0}
     for part in filter(None, (x.strip() for x in text.split(","))):
@@ -247,7 +251,7 @@ def parse_val(text: str, seed: int, fail) -> DataSpec:
     if not any(counts.values()):
         fail("--val names no held-out documents")
     return DataSpec(personal=counts["personal"], niah=counts["niah"], realdoc=counts["realdoc"],
-                    single_facts=counts["facts"], seed=seed)
+                    single_facts=counts["facts"], seed=seed, phrasing=phrasing)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -266,6 +270,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--niah", type=int, default=800)
     p.add_argument("--realdoc", type=int, default=400)
     p.add_argument("--single-facts", type=int, default=0)
+    p.add_argument("--phrasing", choices=QUESTION_PERSONS, default="third",
+                   help="how personal questions name the person: the user, my (first), the first name, or a mix "
+                        "(held-out documents of --val-every are phrased the same way)")
     p.add_argument("--facts-only", action="store_true",
                    help="train on the --single-facts samples alone (a first stage: the document path forms "
                         "on short contexts)")
@@ -297,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
                       max_chunks=a.max_chunks, val_every=a.val_every,
                       extra={"command": "python -m d2l_memory.training.recipe " + " ".join(argv or [])})
     spec = DataSpec(personal=a.personal, niah=a.niah, realdoc=a.realdoc, single_facts=a.single_facts,
-                    facts_only=a.facts_only, seed=a.seed)
+                    facts_only=a.facts_only, seed=a.seed, phrasing=a.phrasing)
     if a.samples_only:
         print(json.dumps({"samples": str(write_samples(a.base_model, spec, Path(a.out) / "data"))}))
         return
@@ -308,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     if not isinstance(overrides, dict):
         p.error(f"--hypernet must be a JSON object of HypernetConfig fields, got {a.hypernet!r}")
     dtype = None if a.base_dtype == "auto" else getattr(torch, a.base_dtype)
-    val_spec = parse_val(a.val, a.seed, p.error) if a.val_every else None
+    val_spec = parse_val(a.val, a.seed, p.error, a.phrasing) if a.val_every else None
     path = run(a.out, a.base_model, spec, cfg, until=a.until, hypernet_overrides=overrides, base_dtype=dtype,
                init_from=a.init_from, val_spec=val_spec)
     print(json.dumps({"checkpoint": str(path)}))

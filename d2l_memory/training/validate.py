@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.personal import QUESTION_PERSONS
 from ..data.types import Sample
 from .teacher import Target
 from .trainer import TrainConfig, batch_loss
@@ -66,7 +67,7 @@ def heldout_loss(d2l, samples: list[Sample], targets: dict[str, Target], batch_s
 
 
 def heldout_data(d2l, personal: int = 64, niah: int = 32, realdoc: int = 0, facts: int = 64, seed: int = 0,
-                 data_dir: str | Path | None = None) -> tuple[list[Sample], dict[str, Target]]:
+                 data_dir: str | Path | None = None, phrasing: str = "third") -> tuple[list[Sample], dict[str, Target]]:
     """Test-split samples and their targets (cached under `data_dir` when given: the teacher's real-document
     answers cost a generation each)."""
     import tempfile
@@ -75,7 +76,8 @@ def heldout_data(d2l, personal: int = 64, niah: int = 32, realdoc: int = 0, fact
 
     if facts and not personal:
         raise ValueError("held-out single facts are cut from the held-out profiles: set personal > 0 (--personal N)")
-    spec = DataSpec(personal=personal, niah=niah, realdoc=realdoc, single_facts=facts, seed=seed)
+    spec = DataSpec(personal=personal, niah=niah, realdoc=realdoc, single_facts=facts, seed=seed,
+                    phrasing=phrasing)
     if data_dir is not None:
         samples, targets = prepare(d2l, spec, Path(data_dir), split="test")
     else:
@@ -108,6 +110,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--realdoc", type=int, default=0, help="held-out real documents (teacher answers: slow on CPU)")
     p.add_argument("--facts", type=int, default=64, help="single facts cut from held-out profiles")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--phrasing", choices=QUESTION_PERSONS, default="third",
+                   help="how the personal questions name the person (data.personal.build_personal)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--data", default=None, help="cache directory of the held-out samples and targets")
     p.add_argument("--base-dtype", choices=["auto", "float32", "bfloat16"], default="auto")
@@ -123,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
         d2l = D2L.from_pretrained(ck, base_model=a.base_model, dtype=dtype, **base)
         base = {"model": d2l.model, "tokenizer": d2l.tokenizer}  # one frozen base model for every checkpoint
         if data is None:  # the targets depend on the base model only, not on the checkpoint
-            data = heldout_data(d2l, a.personal, a.niah, a.realdoc, a.facts, a.seed, a.data)
+            data = heldout_data(d2l, a.personal, a.niah, a.realdoc, a.facts, a.seed, a.data, a.phrasing)
         results[ck] = heldout_loss(d2l, *data, batch_size=a.batch_size)
         log.info("%s: %s", ck, json.dumps(results[ck]))
     print(format_table(results))

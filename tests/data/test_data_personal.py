@@ -70,6 +70,26 @@ def test_first_person_questions():
     assert all("the user" not in qa.question for x in s for qa in x.qas)
 
 
+def test_named_and_mixed_questions_keep_the_samples_of_third_person():
+    third = build_personal(40, seed=3, split="test")
+    named = build_personal(40, seed=3, split="test", question_person="named")
+    mixed = build_personal(40, seed=3, split="test", question_person="mixed")
+    assert mixed == build_personal(40, seed=3, split="test", question_person="mixed")  # deterministic
+    kinds = set()
+    for t, n, m in zip(third, named, mixed, strict=True):
+        assert t.context == n.context == m.context and t.id == n.id == m.id
+        first = t.meta["person"]["first"]
+        for qt, qn, qm in zip(t.qas, n.qas, m.qas, strict=True):
+            assert qt.answer == qn.answer == qm.answer
+            assert qn.question == qt.question.replace("the user", first) and "the user" not in qn.question
+            kinds.add("third" if "the user" in qm.question else "named" if first in qm.question and
+                      qm.question == qn.question else "first" if " my " in qm.question or " I " in qm.question
+                      else "other")
+    assert kinds == {"third", "named", "first"}
+    with pytest.raises(ValueError, match="question_person"):
+        build_personal(1, question_person="second")
+
+
 def test_name_pools_disjoint():
     names = {sp: {n for n, _ in names_for_split(sp)} for sp in SPLITS}
     pets = {sp: set(pet_names_for_split(sp)) for sp in SPLITS}
