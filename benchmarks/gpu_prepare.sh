@@ -2,7 +2,7 @@
 # Build the payload of benchmarks/gpu_stage.sh under runs/gpu (git-ignored by .gitignore, so a warm device
 # machine keeps it between calls) and print the three device calls that carry it (64 MiB a call at most).
 #   the checkpoint to start from     CKPT (default: the shipped one)
-#   the training samples (no targets; the GPU computes them): PERSONAL NIAH REALDOC SEED (default: stage 3's)
+#   the training samples (no targets; the GPU computes them): PERSONAL NIAH REALDOC SEED PHRASING (default: stage 3's)
 #   SmolLM2's GGUF in two halves, and wheels: transformers as pinned here, gguf
 # Usage: PERSONAL=6000 NIAH=2000 REALDOC=3000 SEED=1 bash benchmarks/gpu_prepare.sh
 set -euo pipefail
@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE=1
 rm -rf "$G" && mkdir -p "$G/whl"
 cp -r "$CKPT" "$G/ckpt" && rm -f "$G/ckpt"/*.png "$G/ckpt/README.md"
 $PY -m d2l_memory.training.recipe --out "$G/prep" --samples-only --personal "${PERSONAL:-2000}" \
-  --niah "${NIAH:-600}" --realdoc "${REALDOC:-120}" --seed "${SEED:-0}" 2>&1 | tail -1
+  --niah "${NIAH:-600}" --realdoc "${REALDOC:-120}" --seed "${SEED:-0}" --phrasing "${PHRASING:-third}" 2>&1 | tail -1
 tar czf "$G/data.tgz" -C "$G/prep/data" . && rm -rf "$G/prep"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 TV=$($PY -c "import transformers; print(transformers.__version__)")

@@ -8,7 +8,8 @@
 # model once; a throwaway run computes the targets and times SMOKE steps; pick the step count that fills
 # BUDGET seconds (FILL corrects the smoke's warm-up-inflated step time); train from ckpt; leave the result as
 # tar pieces of at most 15 MiB in $OUT (the device tool's way back).
-# Knobs: LR GLR (gains' lr multiplier) DPS (docs per step) SF (single facts) HYPERNET (JSON overrides).
+# Knobs: LR GLR (gains' lr multiplier) DPS (docs per step) SF (single facts) HYPERNET (JSON overrides)
+# VALEVERY VAL (held-out loss during the run: `recipe --val-every/--val`; VALEVERY=0 turns it off).
 # Dry-run on CPU: PY=.venv/bin/python SMOKE=2 BUDGET=60 DPS=2 OUT=/tmp/gpuout bash $0
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,11 +27,12 @@ $PY -c "import torch, transformers; print('torch', torch.__version__, 'transform
       'device', torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"
 for d in smoke run; do rm -rf "$G/$d"; mkdir -p "$G/$d/data"; tar xzf "$G/data.tgz" -C "$G/$d/data"; done
 # the data spec is the one the samples were built with (benchmarks/gpu_prepare.sh)
-read -r PERSONAL NIAH REALDOC SEED < <($PY -c "import json, sys; s = json.load(open(sys.argv[1]))
-print(s['personal'], s['niah'], s['realdoc'], s['seed'])" "$G/run/data/spec.json")
+read -r PERSONAL NIAH REALDOC SEED PHRASING < <($PY -c "import json, sys; s = json.load(open(sys.argv[1]))
+print(s['personal'], s['niah'], s['realdoc'], s['seed'], s.get('phrasing', 'third'))" "$G/run/data/spec.json")
 ARGS=(--init-from "$G/ckpt" --hypernet "$HYPERNET" --gain-lr-mult "${GLR:-1}"
       --lr "${LR:-1e-4}" --warmup 30 --contrast-weight 0.3 --docs-per-step "$DPS" --qas-per-doc 1 --max-chunks 4
-      --personal "$PERSONAL" --niah "$NIAH" --realdoc "$REALDOC" --seed "$SEED" --single-facts "${SF:-3000}")
+      --personal "$PERSONAL" --niah "$NIAH" --realdoc "$REALDOC" --seed "$SEED" --single-facts "${SF:-3000}"
+      --phrasing "$PHRASING")
 echo "setup $(( $(date +%s) - t0 ))s"
 $PY -m d2l_memory.training.recipe --out "$G/smoke" --steps 1000 --until "$SMOKE" --save-every 500 "${ARGS[@]}" \
   > "$OUT/smoke.log" 2>&1 || { tail -30 "$OUT/smoke.log"; exit 1; }
@@ -45,7 +47,7 @@ EOF
 )
 echo "training $N steps ($(( $(date +%s) - t0 ))s so far)"
 timeout "$BUDGET" $PY -m d2l_memory.training.recipe --out "$G/run" --steps "$N" --save-every 50 "${ARGS[@]}" \
-  > "$OUT/train.log" 2>&1; echo "train rc $? after $(( $(date +%s) - t0 ))s"
+  --val-every "${VALEVERY:-100}" --val "${VAL:-personal=64,niah=32,facts=64}" > "$OUT/train.log" 2>&1; echo "train rc $? after $(( $(date +%s) - t0 ))s"
 tail -5 "$OUT/train.log"
-tar cf - -C "$G/run" $(cd "$G/run" && ls -d final log.jsonl 2>/dev/null) | split -b 15M - "$OUT/stage.tar."
+tar cf - -C "$G/run" $(cd "$G/run" && ls -d final log.jsonl val.jsonl learning_curve.png 2>/dev/null) | split -b 15M - "$OUT/stage.tar."
 ls -la "$OUT"
