@@ -33,6 +33,8 @@ def test_data_spec_validates_fields():
         DataSpec(facts_only=True, single_facts=0)
     with pytest.raises(ValueError, match="DataSpec.niah"):
         DataSpec(niah=-1)
+    with pytest.raises(ValueError, match="single_facts are cut from the personal samples"):
+        DataSpec(personal=0, single_facts=10)
 
 
 def test_facts_only_stage_then_init_from_stage(tmp_path, tiny_base):

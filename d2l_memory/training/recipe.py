@@ -77,6 +77,9 @@ class DataSpec:
         if self.facts_only and not (self.single_facts and self.personal):
             raise ValueError("DataSpec.facts_only trains on single facts cut from the personal samples: "
                              "set single_facts > 0 and personal > 0 (--single-facts N --personal N)")
+        if self.single_facts and not self.personal:
+            raise ValueError("DataSpec.single_facts are cut from the personal samples: set personal > 0 "
+                             "(--personal N; in --val, give personal=N too)")
 
 
 def build_samples(tokenizer, spec: DataSpec, split: str = "train") -> list[Sample]:
@@ -246,12 +249,13 @@ def parse_val(text: str, seed: int, fail, phrasing: str = "third") -> DataSpec:
         if key.strip() not in counts or not value.strip().isdigit():
             fail(f"--val takes kind=count pairs of {sorted(counts)}, e.g. 'personal=48,niah=16'; got {part!r}")
         counts[key.strip()] = int(value)
-    if counts["facts"] and not counts["personal"]:
-        fail("--val facts are cut from the held-out profiles: give personal=N too")
     if not any(counts.values()):
         fail("--val names no held-out documents")
-    return DataSpec(personal=counts["personal"], niah=counts["niah"], realdoc=counts["realdoc"],
-                    single_facts=counts["facts"], seed=seed, phrasing=phrasing)
+    try:
+        return DataSpec(personal=counts["personal"], niah=counts["niah"], realdoc=counts["realdoc"],
+                        single_facts=counts["facts"], seed=seed, phrasing=phrasing)
+    except ValueError as e:
+        fail(f"--val {text!r}: {e}")
 
 
 def main(argv: list[str] | None = None) -> None:

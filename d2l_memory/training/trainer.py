@@ -135,6 +135,11 @@ def answer_loss(logits: torch.Tensor, target: Target, ce_weight: float, kl_weigh
     return loss.mean()
 
 
+def target_questions(sample: Sample, targets: dict[str, Target]) -> list[int]:
+    """Indices of the sample's questions that have a target (a teacher answer that never finished has none)."""
+    return [i for i in range(len(sample.qas)) if f"{sample.id}#{i}" in targets]
+
+
 def batch_loss(d2l, model, core, batch, targets: dict[str, Target], cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
     """The training objective on one batch of (sample, question indices, n_chunks or None for the inference
     chunking): (loss, info with "task", "l1" and, with cfg.contrast_weight > 0, "gap" and "contrast").
@@ -219,7 +224,7 @@ class Trainer:
         self.d2l, self.samples, self.targets, self.cfg = d2l, samples, targets, config
         # Questions without a target (e.g. a teacher answer that never finished) are skipped; a document
         # with none left is dropped.
-        self.available = {s.id: [i for i in range(len(s.qas)) if f"{s.id}#{i}" in targets] for s in samples}
+        self.available = {s.id: target_questions(s, targets) for s in samples}
         self.samples = samples = [s for s in samples if self.available[s.id]]
         if not samples:
             raise ConfigError("no training sample has targets; compute them first (training.teacher)")

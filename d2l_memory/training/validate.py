@@ -24,7 +24,7 @@ import torch
 from ..data.personal import QUESTION_PERSONS
 from ..data.types import Sample
 from .teacher import Target
-from .trainer import TrainConfig, batch_loss
+from .trainer import TrainConfig, batch_loss, target_questions
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,10 @@ def heldout_loss(d2l, samples: list[Sample], targets: dict[str, Target], batch_s
     of the same batch. Every question with a target counts; documents are chunked as at inference.
     """
     cfg = TrainConfig(contrast_weight=1.0)  # the contrast pass yields the gap; the weights do not matter
-    groups: dict[str, list[Sample]] = {}
+    groups: dict[str, list[tuple[Sample, list[int], None]]] = {}
     for s in samples:
-        if any(f"{s.id}#{i}" in targets for i in range(len(s.qas))):
-            groups.setdefault(label(s), []).append(s)
+        if qs := target_questions(s, targets):
+            groups.setdefault(label(s), []).append((s, qs, None))  # None: chunked as at inference
     was_training = d2l.hypernet.training
     d2l.hypernet.eval()
     out = {}
@@ -53,13 +53,12 @@ def heldout_loss(d2l, samples: list[Sample], targets: dict[str, Target], batch_s
             own = gap = 0.0
             n_gap = 0
             for i in range(0, len(group), batch_size):
-                b = group[i:i + batch_size]
-                batch = [(s, [q for q in range(len(s.qas)) if f"{s.id}#{q}" in targets], None) for s in b]
+                batch = group[i:i + batch_size]
                 _, info = batch_loss(d2l, d2l.hypernet, d2l.hypernet, batch, targets, cfg)
-                own += info["task"] * len(b)
+                own += info["task"] * len(batch)
                 if "gap" in info:
-                    gap += info["gap"] * len(b)
-                    n_gap += len(b)
+                    gap += info["gap"] * len(batch)
+                    n_gap += len(batch)
             out[name] = {"docs": len(group), "own": own / len(group), "gap": gap / n_gap if n_gap else None}
     finally:
         d2l.hypernet.train(was_training)
@@ -74,8 +73,6 @@ def heldout_data(d2l, personal: int = 64, niah: int = 32, realdoc: int = 0, fact
 
     from .recipe import DataSpec, prepare
 
-    if facts and not personal:
-        raise ValueError("held-out single facts are cut from the held-out profiles: set personal > 0 (--personal N)")
     spec = DataSpec(personal=personal, niah=niah, realdoc=realdoc, single_facts=facts, seed=seed,
                     phrasing=phrasing)
     if data_dir is not None:
@@ -84,6 +81,17 @@ def heldout_data(d2l, personal: int = 64, niah: int = 32, realdoc: int = 0, fact
         with tempfile.TemporaryDirectory() as tmp:
             samples, targets = prepare(d2l, spec, Path(tmp), split="test")
     return samples, targets
+
+
+def load_checkpoints(checkpoints: list[str], base_model: str | None = None, dtype: torch.dtype | None = None):
+    """Yield (checkpoint, D2L) for each checkpoint, all on the first one's frozen base model (loaded once)."""
+    from ..engine import D2L
+
+    base: dict = {}
+    for ck in checkpoints:
+        d2l = D2L.from_pretrained(ck, base_model=base_model, dtype=dtype, **base)
+        base = {"model": d2l.model, "tokenizer": d2l.tokenizer}
+        yield ck, d2l
 
 
 def format_table(results: dict[str, dict]) -> str:
@@ -118,14 +126,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default=None, help="write the results as JSON here")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    from ..engine import D2L
-
     dtype = None if a.base_dtype == "auto" else getattr(torch, a.base_dtype)
     results: dict[str, dict] = {}
-    data, base = None, {}
-    for ck in a.checkpoints:
-        d2l = D2L.from_pretrained(ck, base_model=a.base_model, dtype=dtype, **base)
-        base = {"model": d2l.model, "tokenizer": d2l.tokenizer}  # one frozen base model for every checkpoint
+    data = None
+    for ck, d2l in load_checkpoints(a.checkpoints, a.base_model, dtype):
         if data is None:  # the targets depend on the base model only, not on the checkpoint
             data = heldout_data(d2l, a.personal, a.niah, a.realdoc, a.facts, a.seed, a.data, a.phrasing)
         results[ck] = heldout_loss(d2l, *data, batch_size=a.batch_size)
