@@ -14,9 +14,8 @@ import json
 import torch
 
 from d2l_memory.data.personal import build_personal
-from d2l_memory.engine import D2L
 from d2l_memory.training.teacher import compute_targets
-from d2l_memory.training.validate import heldout_loss
+from d2l_memory.training.validate import heldout_loss, load_checkpoints
 
 PHRASINGS = (("the user", "third"), ("first person", "first"), ("first name", "named"))
 
@@ -32,13 +31,13 @@ def main() -> None:
     dtype = None if a.base_dtype == "auto" else getattr(torch, a.base_dtype)
     sets = {label: build_personal(a.n, seed=a.seed, split="test", question_person=person)
             for label, person in PHRASINGS}
-    res, base = {}, {}
-    for ck in a.checkpoints:
-        d2l = D2L.from_pretrained(ck, dtype=dtype, **base)
-        base = {"model": d2l.model, "tokenizer": d2l.tokenizer}
+    res, targets = {}, None
+    for ck, d2l in load_checkpoints(a.checkpoints, dtype=dtype):
+        if targets is None:  # gold answers, tokenized: the same for every checkpoint on this base model
+            targets = {label: compute_targets(d2l, samples, use_teacher=False) for label, samples in sets.items()}
         res[ck] = {}
         for label, samples in sets.items():
-            res[ck][label] = heldout_loss(d2l, samples, compute_targets(d2l, samples, use_teacher=False))["personal"]
+            res[ck][label] = heldout_loss(d2l, samples, targets[label])["personal"]
             print(json.dumps({ck: {label: res[ck][label]}}), flush=True)
     print("| checkpoint | " + " | ".join(f"{label}: own | gap" for label, _ in PHRASINGS) + " |")
     print("|---|" + "---:|---:|" * len(PHRASINGS))

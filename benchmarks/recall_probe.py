@@ -44,8 +44,8 @@ def main() -> None:
             reports = mem.ingest_many(f"user{u}", [s.context for s in group])
             ids = [r.ids[0] for r in reports]
             print(f"user {u + 1}/{a.users} ingested", flush=True)
-            for s, mid in zip(group, ids, strict=True):
-                own_adapter = engine.internalize([s.context])[0]  # the oracle: the profile's own adapter (fp32)
+            own = engine.internalize([s.context for s in group])  # the oracle: each profile's own adapter (fp32)
+            for s, mid, own_adapter in zip(group, ids, own, strict=True):
                 for qa in s.qas:
                     n_q += 1
                     scores["none"].append(answer_logprob(engine, qa.question, qa.answer, None))
