@@ -164,3 +164,16 @@ def test_phrasing_is_part_of_the_data_cache(tmp_path, tiny_base, capsys):
     assert json.loads((out / "data" / "spec.json").read_text())["phrasing"] == "mixed"
     with pytest.raises(ValueError, match="phrasing: cached 'mixed', asked 'third'"):
         main(args)
+
+
+def test_heldout_groups_keep_real_documents_apart_from_single_facts():
+    """Real documents carry their corpus as meta["source"], like single facts carry their profile: they are
+    still reported as "realdoc" (they were once averaged into "facts")."""
+    from d2l_memory.data.types import QA, Sample
+    from d2l_memory.training.validate import label
+
+    q = (QA("q?", "a"),)
+    assert label(Sample("Ada lives in Lyon.", q, "personal", "p-fact0", {"source": "p"})) == "facts"
+    assert label(Sample("Ada lives in Lyon. Ada has a dog.", q, "personal", "p", {})) == "personal"
+    assert label(Sample("What is X?\n\nX is Y.", q, "realdoc", "r", {"source": "python_faq"})) == "realdoc"
+    assert label(Sample("... 48213 ...", q, "niah", "n", {})) == "niah"

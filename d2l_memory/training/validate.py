@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 
 
 def label(sample: Sample) -> str:
-    """The group a held-out sample is reported in: its kind, with single facts apart from whole profiles."""
-    return "facts" if sample.meta.get("source") else sample.kind
+    """The group a held-out sample is reported in: its kind, with single facts (personal samples cut from a
+    `source` profile) apart from whole profiles. Real documents carry a `source` too (the corpus)."""
+    return "facts" if sample.kind == "personal" and sample.meta.get("source") else sample.kind
 
 
 @torch.no_grad()
