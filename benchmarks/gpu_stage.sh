@@ -47,7 +47,7 @@ EOF
 )
 echo "training $N steps ($(( $(date +%s) - t0 ))s so far)"
 timeout "$BUDGET" $PY -m d2l_memory.training.recipe --out "$G/run" --steps "$N" --save-every 50 "${ARGS[@]}" \
-  --val-every "${VALEVERY:-100}" --val "${VAL:-personal=64,niah=32,facts=64}" > "$OUT/train.log" 2>&1; echo "train rc $? after $(( $(date +%s) - t0 ))s"
+  --val-every "${VALEVERY:-100}" --val "${VAL:-personal=64,niah=32,facts=64,realdoc=16}" > "$OUT/train.log" 2>&1; echo "train rc $? after $(( $(date +%s) - t0 ))s"
 tail -5 "$OUT/train.log"
 tar cf - -C "$G/run" $(cd "$G/run" && ls -d final log.jsonl val.jsonl learning_curve.png 2>/dev/null) | split -b 15M - "$OUT/stage.tar."
 ls -la "$OUT"
