@@ -495,6 +495,19 @@ def consolidate(ctx: typer.Context, user: UserOpt,
 
 @app.command()
 @_handled
+def reembed(ctx: typer.Context, user: UserOpt, as_json: JsonOpt = False) -> None:
+    """Embed a user's memories again from their stored text (after changing the embedder)."""
+    mem = _state(ctx).memory(ctx)
+    rep = mem.reembed(user)
+    if _want_json(ctx, as_json):
+        _emit(rep.to_dict())
+        return
+    out.print(f"re-embedded {len(rep.ids)} memories of {user} with {rep.embedding_model} in {rep.seconds:.1f} s"
+              + (f"; {len(rep.skipped)} stored without text were skipped" if rep.skipped else ""))
+
+
+@app.command()
+@_handled
 def export(ctx: typer.Context, user: UserOpt,
            peft: Annotated[Path | None, typer.Option("--peft", help="Write a PEFT LoRA directory (vLLM "
                                                                         "--enable-lora, PeftModel).")] = None,

@@ -20,6 +20,7 @@ from .results import (
     IngestReport,
     Recall,
     RecalledMemory,
+    ReembedReport,
     UnknownUserError,
 )
 from .sources import TEXT_SUFFIXES, read_text_file
@@ -39,6 +40,7 @@ __all__ = [
     "MemoryConfig",
     "Recall",
     "RecalledMemory",
+    "ReembedReport",
     "SentenceTransformerEmbedder",
     "UnknownUserError",
     "merge_adapters",

@@ -42,6 +42,7 @@ from .results import (
     IngestReport,
     Recall,
     RecalledMemory,
+    ReembedReport,
     UnknownUserError,
 )
 from .sources import check_messages, load_source, split_source
@@ -526,6 +527,36 @@ class Memory:
         v = np.mean(np.stack(vecs), axis=0)
         return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
+    # ------------------------------------------------------------------------------------ re-embedding
+
+    def reembed(self, user_id: str, *, batch_size: int = 256) -> ReembedReport:
+        """Embed a user's live memories again, from their stored text, with this Memory's embedder.
+
+        Queries only search embeddings made by the same embedder (by name), so after changing the embedder,
+        or for memories embedded before long memories were embedded whole, this makes them findable as
+        new ones are. Adapters are untouched and the engine is not loaded. Memories stored without their
+        text (``store_text=False``) cannot be re-embedded; they are listed in ``skipped``. Each batch is
+        written all or nothing, and running it again is harmless.
+        """
+        t0 = time.perf_counter()
+        user_id = sv.check_user_id(user_id)
+        batch_size = sv.check_positive_int(batch_size, "batch_size")
+        self._require_memories(user_id)
+        recs = self.store.list_memories(user_id)
+        todo = [r for r in recs if r.text]
+        done: list[str] = []
+        for i in range(0, len(todo), batch_size):
+            part = todo[i:i + batch_size]
+            vectors = self._embed([r.text for r in part])
+            self.store.set_embeddings(user_id, self.embedder.name,
+                                      {r.id: vec for r, vec in zip(part, vectors, strict=True)})
+            done.extend(r.id for r in part)
+        report = ReembedReport(user_id=user_id, embedding_model=self.embedder.name, ids=done,
+                               skipped=[r.id for r in recs if not r.text], seconds=time.perf_counter() - t0)
+        log.info("re-embedded %d memories of %s with %s (%d without text skipped) in %.2f s", len(done), user_id,
+                 self.embedder.name, len(report.skipped), report.seconds)
+        return report
+
     # ------------------------------------------------------------------------------------ export
 
     def export_peft(self, user_id: str, memory_ids: Sequence[str] | None, directory: str | Path, *,
@@ -640,6 +671,10 @@ class Memory:
     async def aconsolidate(self, user_id: str, rank: int | None = None, **kw: Any) -> ConsolidationReport:
         """:meth:`consolidate` in a worker thread."""
         return await asyncio.to_thread(self.consolidate, user_id, rank, **kw)
+
+    async def areembed(self, user_id: str, **kw: Any) -> ReembedReport:
+        """:meth:`reembed` in a worker thread."""
+        return await asyncio.to_thread(self.reembed, user_id, **kw)
 
     async def astream(self, user_id: str, messages: list[dict[str, str]] | str, **kw: Any) -> AsyncIterator[str]:
         """:meth:`stream` as an async iterator; generation runs in a worker thread."""

@@ -131,6 +131,21 @@ class ConsolidationReport:
 
 
 @dataclass(frozen=True)
+class ReembedReport:
+    """Memories embedded again by ``Memory.reembed``; ``skipped`` ones were stored without their text."""
+
+    user_id: str
+    embedding_model: str
+    ids: list[str]
+    skipped: list[str]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "embedding_model": self.embedding_model, "ids": self.ids,
+                "skipped": self.skipped, "seconds": round(self.seconds, 3)}
+
+
+@dataclass(frozen=True)
 class ExportReport:
     """A PEFT adapter directory written by ``export_peft``."""
 

@@ -69,9 +69,9 @@ def refresh(s: Session, idx: UserIndex, user_id: str, model: str, version: int) 
     ).all()
     if len(changed) > max(1000, idx.live_rows // 4):
         return False
-    new_ids = [mid for mid, _, _, deleted in changed if deleted is None and mid not in idx.row_of]
+    live_ids = [mid for mid, _, _, deleted in changed if deleted is None]  # new, or changed (e.g. re-embedded)
     vectors: dict[str, bytes] = {}
-    for part in queries.chunks(new_ids):
+    for part in queries.chunks(live_ids):
         vectors.update((mid, vec) for mid, vec in s.execute(select(Embedding.memory_id, Embedding.vector).where(
             Embedding.memory_id.in_(part), Embedding.model == model)))
     ok = idx.apply_changes(version, [(mid, kind, exp, deleted is not None, vectors.get(mid))

@@ -102,16 +102,18 @@ def backfill(conn: Connection, vschema: str) -> int:
     return len(rows)
 
 
-def insert_rows(conn: Connection, vschema: str, rows: Iterable[tuple[str, str, str, np.ndarray]]) -> None:
-    """Insert ``(memory_id, model, user_id, vector)`` rows into the side table."""
+def insert_rows(conn: Connection, vschema: str, rows: Iterable[tuple[str, str, str, np.ndarray]], *,
+                replace: bool = False) -> None:
+    """Insert ``(memory_id, model, user_id, vector)`` rows into the side table (``replace``: overwrite)."""
     params = [
         {"m": m, "mo": mo, "u": u, "v": vector_literal(vec)} for m, mo, u, vec in rows
     ]
+    conflict = "(memory_id, model) DO UPDATE SET vec = EXCLUDED.vec" if replace else "DO NOTHING"
     if params:
         conn.execute(
             text(
                 f"INSERT INTO {SIDE_TABLE} (memory_id, model, user_id, vec) "
-                f"VALUES (:m, :mo, :u, CAST(:v AS {_q(vschema)}.vector)) ON CONFLICT DO NOTHING"
+                f"VALUES (:m, :mo, :u, CAST(:v AS {_q(vschema)}.vector)) ON CONFLICT {conflict}"
             ),
             params,
         )

@@ -121,11 +121,12 @@ class UserIndex:
     def apply_changes(self, version: int, changes: Iterable[tuple[str, str, datetime | None, bool, bytes | None]]) -> bool:
         """Bring the index to ``version`` from ``(memory_id, kind, expires_at, deleted, vector bytes)``
         rows changed since its version (``vector`` None: the memory has no embedding of this model).
-        Idempotent. False when a vector does not fit this index (the caller reloads)."""
+        A known memory whose vector changed (re-embedded) is replaced. Idempotent. False when a vector
+        does not fit this index (the caller reloads)."""
         for mid, kind, expires_at, deleted, vector in changes:
             if deleted:
                 self.remove(mid)
-            elif mid in self.row_of:
+            elif mid in self.row_of and (vector is None or self._same_vector(mid, vector)):
                 self.set_expiry(mid, expires_at)
             elif vector is not None:
                 vec = np.frombuffer(bytes(vector), dtype="<f4")
@@ -133,6 +134,10 @@ class UserIndex:
                     return False
         self.version = version
         return True
+
+    def _same_vector(self, memory_id: str, vector: bytes) -> bool:
+        vec = np.frombuffer(bytes(vector), dtype="<f4")
+        return vec.shape == (self.dim,) and np.array_equal(self.buf[self.row_of[memory_id]], unit(vec))
 
     @property
     def live_rows(self) -> int:

@@ -443,6 +443,53 @@ class AdapterStore:
             return None
         return self.get_memory(user_id, memory_id)
 
+    def set_embeddings(self, user_id: str, model: str, vectors: dict[str, Any]) -> int:
+        """Write the ``model`` embeddings of live memories, replacing any they had (all or nothing).
+
+        For re-embedding stored memories, e.g. after changing the embedding model or how it embeds:
+        ``vectors`` maps memory ids to vectors. Every vector of one user and model must have the same
+        dimension. Returns the number of vectors written.
+        """
+        user_id = v.check_user_id(user_id)
+        model = v.check_embedding_model(model, "model")
+        if not isinstance(vectors, dict):
+            raise ValidationError("vectors", f"expected a dict, got {type(vectors).__name__}",
+                                  "pass {memory_id: vector}")
+        vecs = {v.check_memory_id(mid, "vectors"): v.check_embedding(vec, f"vectors[{mid!r}]")
+                for mid, vec in vectors.items()}
+        if not vecs:
+            return 0
+        dim = next(iter(vecs.values())).shape[0]
+        for vec in vecs.values():
+            if vec.shape[0] != dim:
+                raise EmbeddingDimMismatch(model, dim, vec.shape[0])
+        ids = list(vecs)
+        now = utcnow()
+        with self._write() as s:
+            versions = self._bump(s, user_id)
+            mems = {mid: self._get_live(s, user_id, mid, now, for_update=True) for mid in ids}
+            assert versions is not None  # the memories exist, so their user does
+            others = s.execute(select(Embedding.memory_id, Embedding.dim).where(
+                Embedding.user_id == user_id, Embedding.model == model, Embedding.dim != dim)).all()
+            clash = next((d for mid, d in others if mid not in vecs), None)
+            if clash is not None:  # memories not rewritten here keep another dimension
+                raise EmbeddingDimMismatch(model, clash, dim)
+            for part in queries.chunks(ids):
+                s.execute(delete(Embedding).where(Embedding.model == model, Embedding.memory_id.in_(part)))
+                s.execute(update(Memory).where(Memory.id.in_(part)).values(
+                    updated_at=now, changed_version=versions[1]), execution_options={"synchronize_session": False})
+            s.execute(insert(Embedding), [dict(memory_id=mid, user_id=user_id, model=model, dim=dim,
+                                               vector=vec.tobytes()) for mid, vec in vecs.items()])
+            if self._pgvector_schema is not None:
+                pgvector.insert_rows(s.connection(), self._pgvector_schema,
+                                     [(mid, model, user_id, vec) for mid, vec in vecs.items()], replace=True)
+            self._history(s, [dict(user_id=user_id, memory_id=mid, event="update", at=now,
+                                   old_metadata=mems[mid].meta, new_metadata=mems[mid].meta,
+                                   details={"embedding_model": model, "dim": dim}) for mid in ids])
+        self._cache_apply(user_id, versions, [CacheOp("add", mid, model, vec, mems[mid].kind, mems[mid].expires_at)
+                                              for mid, vec in vecs.items()])
+        return len(vecs)
+
     def delete(self, user_id: str, memory_id: str) -> None:
         """Soft-delete a live memory (hidden at once; ``purge()`` removes its rows and blob)."""
         user_id, memory_id = v.check_user_id(user_id), v.check_memory_id(memory_id)

@@ -163,6 +163,14 @@ def check_embedding(value: Any, field: str = "embedding") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def check_embedding_model(value: Any, field: str = "embedding_model") -> str:
+    """The name embeddings are stored and searched under."""
+    model = check_non_empty_str(value, field, MAX_MODEL_NAME)
+    if "\x1f" in model:
+        raise ValidationError(field, "contains the control character \\x1f", "remove it")
+    return model
+
+
 def check_parents(value: Any) -> list[str]:
     if value is None:
         return []
@@ -211,9 +219,7 @@ def prepare(*, kind: Any, adapter_bytes: Any, rank: Any, target_modules: Any, dt
     model = None
     if embedding is not None:
         vec = check_embedding(embedding)
-        model = check_non_empty_str(embedding_model, "embedding_model", MAX_MODEL_NAME)
-        if "\x1f" in model:
-            raise ValidationError("embedding_model", "contains the control character \\x1f", "remove it")
+        model = check_embedding_model(embedding_model)
     elif embedding_model is not None:
         raise ValidationError("embedding_model", "given without an embedding", "pass embedding= as well, or neither")
     text_v = check_optional_str(text, "text")

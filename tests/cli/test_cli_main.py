@@ -186,3 +186,12 @@ def test_factory_env_var(cli, monkeypatch, tmp_path):
     monkeypatch.setenv("D2L_MEMORY_FACTORY", "memory_helpers:cli_factory")
     res = cli(["ingest", "-u", "alice", str(_write(tmp_path / "a.md", ALICE)), "--json"])
     assert _json(res)["memories"] == 1
+
+
+def test_reembed(cli):
+    cli(["ingest", "-u", "alice", "-"], input=ALICE)
+    rep = _json(cli(["reembed", "-u", "alice", "--json"]))
+    assert len(rep["ids"]) == 1 and rep["skipped"] == [] and rep["embedding_model"]
+    human = cli(["reembed", "-u", "alice"])
+    assert human.exit_code == 0 and "re-embedded 1 memories of alice" in human.stdout
+    _one_line_error(cli(["reembed", "-u", "nobody"]), "nobody")

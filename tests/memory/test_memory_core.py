@@ -10,7 +10,14 @@ from memory_helpers import DOCS, logits, make_memory
 
 from d2l_memory.adapter import Adapter
 from d2l_memory.errors import ConfigError, InputError
-from d2l_memory.memory import Memory, MemoryConfig, UnknownUserError, merge_adapters, selection_weights
+from d2l_memory.memory import (
+    HashingEmbedder,
+    Memory,
+    MemoryConfig,
+    UnknownUserError,
+    merge_adapters,
+    selection_weights,
+)
 from d2l_memory.store import MemoryNotFound, ValidationError
 
 Q_ALICE = "Where does Alice live?"
@@ -287,3 +294,23 @@ def test_ingest_many_batches_sources_and_validates_all_first(memory, tmp_path):
     with pytest.raises(InputError, match="empty"):
         memory.ingest_many("u2", [DOCS["alice"], "   "])
     assert memory.count("u2") == 0
+
+
+def test_reembed_makes_memories_findable_by_a_new_embedder(tmp_path):
+    db = f"sqlite:///{tmp_path / 're.db'}"
+    old = make_memory(db)  # HashingEmbedder(256), the name its embeddings are stored under
+    ids = [r.ids[0] for r in old.ingest_many("u1", ["Alice lives in Lisbon.", "Bob keeps bees in Porto."])]
+    hidden = make_memory(db, store_text=False).ingest("u1", "The spare key is under the blue pot.")[0]
+    old.close()
+    new = make_memory(db, embedder=HashingEmbedder(dim=64, name="hash-64"))
+    assert new.recall("u1", "Where does Alice live?").memories == []  # no embeddings of this name yet
+    rep = new.reembed("u1")
+    assert sorted(rep.ids) == sorted(ids) and rep.skipped == [hidden] and rep.embedding_model == "hash-64"
+    assert new.recall("u1", "Where does Alice live?").ids[0] == ids[0]
+    assert set(new.get_memory("u1", ids[0]).embedding_models) == {"hash-64", "hashing-256"}
+    assert new.reembed("u1").ids == rep.ids  # running it again is harmless
+    with pytest.raises(UnknownUserError):
+        new.reembed("nobody")
+    with pytest.raises(ValidationError, match="batch_size"):
+        new.reembed("u1", batch_size=0)
+    new.close()

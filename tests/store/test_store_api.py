@@ -324,3 +324,50 @@ def test_search_heals_a_stale_cache_after_purge_elsewhere(db_url, tmp_path):
     finally:
         s1.close()
         s2.close()
+
+
+def test_set_embeddings_replaces_vectors_all_or_nothing(store):
+    a, b = add(store, "alice", 1), add(store, "alice", 2)
+    assert store.search("alice", vec(1), k=1)[0][0].id == a.id  # builds the cached index
+    assert store.set_embeddings("alice", "emb", {a.id: vec(7)}) == 1
+    np.testing.assert_allclose(store.get_embedding("alice", a.id, "emb"), vec(7))
+    assert store.search("alice", vec(7), k=1)[0][0].id == a.id  # the cache (or pgvector) sees the new vector
+    assert store.search("alice", vec(1), k=2)[0][1] < 0.9  # and not the old one
+    assert store.history("alice", a.id)[-1].details == {"embedding_model": "emb", "dim": DIM}
+    # a new model name adds a second embedding next to the first
+    assert store.set_embeddings("alice", "new", {a.id: np.ones(4), b.id: -np.ones(4)}) == 2
+    assert store.get_memory("alice", a.id).embedding_models == ("emb", "new")
+    assert store.search("alice", np.ones(4), k=1, embedding_model="new")[0][0].id == a.id
+    # bad input writes nothing
+    before = store.get_embedding("alice", b.id, "emb")
+    with pytest.raises(MemoryNotFound):
+        store.set_embeddings("alice", "emb", {b.id: vec(9), "0" * 32: vec(9)})
+    with pytest.raises(EmbeddingDimMismatch):  # a's "emb" vector keeps 16 dimensions
+        store.set_embeddings("alice", "emb", {b.id: np.ones(8)})
+    with pytest.raises(ValidationError, match="vectors"):
+        store.set_embeddings("alice", "emb", {b.id: np.zeros(DIM)})
+    with pytest.raises(ValidationError, match="model"):
+        store.set_embeddings("alice", "", {b.id: vec(9)})
+    with pytest.raises(MemoryNotFound):  # another user's memory
+        store.set_embeddings("bob", "emb", {b.id: vec(9)})
+    np.testing.assert_array_equal(store.get_embedding("alice", b.id, "emb"), before)
+    assert store.set_embeddings("alice", "emb", {}) == 0
+    store.delete("alice", b.id)
+    with pytest.raises(MemoryNotFound):  # deleted memories are not re-embedded
+        store.set_embeddings("alice", "emb", {b.id: vec(9)})
+
+
+def test_second_store_cache_follows_a_reembedding(db_url, tmp_path):
+    s1 = AdapterStore(db_url, blob_dir=tmp_path / "blobs")
+    s2 = AdapterStore(db_url, blob_dir=tmp_path / "blobs", search_backend="numpy")
+    try:
+        a, b = add(s1, "alice", 1), add(s1, "alice", 2)
+        assert s2.search("alice", vec(1), k=1)[0][0].id == a.id
+        loads = s2.cache.loads
+        s1.set_embeddings("alice", "emb", {a.id: vec(2) + 0.01 * vec(5), b.id: vec(1)})
+        assert s2.search("alice", vec(1), k=1)[0][0].id == b.id  # the swapped vectors came as a delta
+        assert s2.search("alice", vec(2), k=1)[0][0].id == a.id
+        assert s2.cache.loads == loads
+    finally:
+        s1.close()
+        s2.close()
