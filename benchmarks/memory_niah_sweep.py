@@ -9,20 +9,56 @@ lengths that fit, also the engine path (all chunks, 1k tokens each) on the same 
 
     python benchmarks/memory_niah_sweep.py --lengths 1024,4096,9000,32768 --n 10,10,10,5 \
         --out benchmarks/results/memory_niah_sweep.json
+    python benchmarks/memory_niah_sweep.py --rescore benchmarks/results/memory_niah_sweep.json
+
+Exact match needs all four digits in order. Besides it, the table gives the share of the needle's digits
+found in a four-digit answer (as a multiset; 0 for any other answer), against the same share for the
+*other* needles of the same length (what an answer unrelated to its haystack scores).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from d2l_memory.data.niah import build_niah, needle
 from d2l_memory.engine import D2L
 from d2l_memory.evaluation import exact_match
 from d2l_memory.memory import Memory, MemoryConfig, SentenceTransformerEmbedder
+
+
+def digit_share(pred: str | None, gold: str) -> float:
+    """Share of ``gold``'s digits (as a multiset) in ``pred`` when ``pred`` is a four-digit number, else 0."""
+    if pred is None or not re.fullmatch(r"\s*\d{4}\s*\.?\s*", pred):
+        return 0.0
+    return sum((Counter(re.findall(r"\d", pred)) & Counter(gold)).values()) / len(gold)
+
+
+def digit_scores(examples: list[dict], key: str) -> tuple[float, float]:
+    """(own needle, other needles) mean digit share of the answers under ``key``."""
+    own = [digit_share(e[key], e["gold"]) for e in examples]
+    other = [digit_share(a[key], b["gold"]) for a in examples for b in examples if a is not b]
+    return sum(own) / len(own), (sum(other) / len(other) if other else float("nan"))
+
+
+def print_table(rows: list[dict], ks: list[int]) -> None:
+    print("\n| NIAH tokens | n | memories | needle memory ranked first | "
+          + " | ".join(f"Memory.answer EM, top-{k}" for k in ks)
+          + " | digits, own / other needles (top-1) | engine EM (all chunks) | engine digits, own / other | ingest s |")
+    print("|---:|---:|---:|---:|" + "---:|" * len(ks) + "---:|---:|---:|---:|")
+    for r in rows:
+        ex = r["examples"]
+        own, other = digit_scores(ex, str(ks[0]))
+        eng = f"{r['engine_em']:.2f}" if "engine_em" in r else "n/a"
+        eng_d = "{:.2f} / {:.2f}".format(*digit_scores(ex, "engine")) if "engine_em" in r else "n/a"
+        print(f"| {r['tokens']} | {r['n']} | {r['memories']:.0f} | {r['needle_top1']:.2f} | "
+              + " | ".join(f"{r[f'memory_em@{k}']:.2f}" for k in ks)
+              + f" | {own:.2f} / {other:.2f} | {eng} | {eng_d} | {r['ingest_s']:.1f} |")
 
 
 def main() -> None:
@@ -34,7 +70,12 @@ def main() -> None:
     p.add_argument("--engine-max", type=int, default=4096, help="also run the engine path up to this length")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None)
+    p.add_argument("--rescore", default=None, help="only print the table of a saved --out file")
     a = p.parse_args()
+    if a.rescore:
+        saved = json.loads(Path(a.rescore).read_text())
+        print_table(saved["rows"], [int(k) for k in saved["args"]["ks"].split(",")])
+        return
     lengths = [int(x) for x in a.lengths.split(",")]
     ns = [int(x) for x in a.n.split(",")]
     ns = ns * len(lengths) if len(ns) == 1 else ns
@@ -77,13 +118,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "examples"}), flush=True)
         mem.close()
-    print("\n| NIAH tokens | n | memories | needle memory ranked first | "
-          + " | ".join(f"Memory.answer EM, top-{k}" for k in ks) + " | engine EM (all chunks) | ingest s |")
-    print("|---:|---:|---:|---:|" + "---:|" * len(ks) + "---:|---:|")
-    for r in rows:
-        eng = f"{r['engine_em']:.2f}" if "engine_em" in r else "n/a"
-        print(f"| {r['tokens']} | {r['n']} | {r['memories']:.0f} | {r['needle_top1']:.2f} | "
-              + " | ".join(f"{r[f'memory_em@{k}']:.2f}" for k in ks) + f" | {eng} | {r['ingest_s']:.1f} |")
+    print_table(rows, ks)
     if a.out:
         with open(a.out, "w") as f:
             json.dump({"args": vars(a), "rows": rows}, f, indent=1)
