@@ -139,6 +139,11 @@ UserOpt = Annotated[str, typer.Option("--user", "-u", envvar="D2L_MEMORY_USER",
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
 MaxTokensOpt = Annotated[int | None, typer.Option("--max-new-tokens", min=1, help="Longest reply in tokens.")]
 TempOpt = Annotated[float | None, typer.Option("--temperature", min=0.0, help="Sampling temperature (0: greedy).")]
+ContextOpt = Annotated[int | None, typer.Option(
+    "--context-tokens", min=0, help="Also put the recalled memories' text into the prompt, up to this many tokens.")]
+AdaptersOpt = Annotated[bool | None, typer.Option(
+    "--adapters/--no-adapters", help="Apply the recalled memories' adapters (--no-adapters with --context-tokens: "
+    "plain RAG).")]
 
 
 @app.callback()
@@ -285,8 +290,9 @@ def ingest(ctx: typer.Context,
 def ask(ctx: typer.Context, question: Annotated[str, typer.Argument(help="The question.", show_default=False)],
         user: UserOpt,
         k: Annotated[int | None, typer.Option("--k", min=1, help="Use at most this many memories.")] = None,
-        max_new_tokens: MaxTokensOpt = None, temperature: TempOpt = None, as_json: JsonOpt = False) -> None:
-    """Answer a question from a user's memories (no memory text goes into the prompt)."""
+        max_new_tokens: MaxTokensOpt = None, temperature: TempOpt = None, context_tokens: ContextOpt = None,
+        adapters: AdaptersOpt = None, as_json: JsonOpt = False) -> None:
+    """Answer a question from a user's memories (as adapters; their text too with --context-tokens)."""
     as_json = _want_json(ctx, as_json)
     mem = _state(ctx).memory(ctx)
     if mem.count(user) == 0:
@@ -294,7 +300,8 @@ def ask(ctx: typer.Context, question: Annotated[str, typer.Argument(help="The qu
 
         raise UnknownUserError(user)
     _load_model(mem, as_json)
-    ans = mem.answer(user, question, k=k, max_new_tokens=max_new_tokens, temperature=temperature)
+    ans = mem.answer(user, question, k=k, max_new_tokens=max_new_tokens, temperature=temperature,
+                     context_tokens=context_tokens, use_adapters=adapters)
     if as_json:
         _emit({"user": user, "question": question, **ans.to_dict()})
         return
@@ -302,6 +309,8 @@ def ask(ctx: typer.Context, question: Annotated[str, typer.Argument(help="The qu
     if ans.memories:
         used = ", ".join(f"{m.id[:8]} ({escape(m.title or m.kind)}, {m.score:.2f})" for m in ans.memories)
         err.print(f"[dim]memories: {used}[/]")
+        if ans.in_prompt:
+            err.print(f"[dim]text in the prompt: {', '.join(i[:8] for i in ans.in_prompt)}[/]")
     else:
         err.print("[dim]no memory was similar enough; answered by the base model[/]")
 
@@ -314,7 +323,8 @@ CHAT_HELP = "/exit or /quit: leave (the conversation is remembered) · /help: th
 def chat(ctx: typer.Context, user: UserOpt,
          every_n_turns: Annotated[int, typer.Option(min=1, help="Internalize older turns every N messages.")] = 4,
          keep_recent: Annotated[int, typer.Option(min=0, help="Messages kept in the prompt.")] = 4,
-         max_new_tokens: MaxTokensOpt = None, temperature: TempOpt = None) -> None:
+         max_new_tokens: MaxTokensOpt = None, temperature: TempOpt = None, context_tokens: ContextOpt = None,
+         adapters: AdaptersOpt = None) -> None:
     """Chat with a model that remembers: older turns become memories of the user."""
     mem = _state(ctx).memory(ctx)
     _load_model(mem, False)
@@ -335,7 +345,8 @@ def chat(ctx: typer.Context, user: UserOpt,
                 err.print(CHAT_HELP)
                 continue
             out.print("[bold]assistant>[/] ", end="")
-            for piece in conv.stream_reply(text, max_new_tokens=max_new_tokens, temperature=temperature):
+            for piece in conv.stream_reply(text, max_new_tokens=max_new_tokens, temperature=temperature,
+                                           context_tokens=context_tokens, use_adapters=adapters):
                 out.print(piece, end="", markup=False)
             out.print()
     except KeyboardInterrupt:

@@ -172,6 +172,8 @@ class ChatD2LMemory(BaseChatModel):
         user_id: default user; a call's `config["configurable"]["user_id"]` or `user_id=` keyword overrides it.
         temperature, max_tokens, stop, timeout: generation settings (timeout bounds generation time, seconds).
         k: how many memories to recall per call (None: the memory's default).
+        context_tokens, use_adapters: also put the recalled memories' text into the prompt (a token budget),
+            or leave the adapters out (plain RAG); None: the memory's `MemoryConfig`.
         memorize: feed each exchange (latest user message + answer) to the user's conversation memory.
         streaming: stream through callbacks when invoked.
         max_retries, api_key: accepted for compatibility, unused (generation is local).
@@ -183,7 +185,8 @@ class ChatD2LMemory(BaseChatModel):
         for chunk in chat.stream("Hi", config={"configurable": {"user_id": "alice"}}): print(chunk.text, end="")
 
     Response metadata:
-        {"model_name", "model_provider", "finish_reason", "user_id", "memories": [{"id", "score"}, ...]}
+        {"model_name", "model_provider", "finish_reason", "user_id", "memories": [{"id", "score"}, ...],
+        "in_prompt": [ids of memories whose text was in the prompt]}
         and `memorized` (ids of memories written by this call's exchange, if any) when memorize=True.
     """
 
@@ -211,6 +214,10 @@ class ChatD2LMemory(BaseChatModel):
     streaming: bool = False
     k: int | None = None
     """Memories recalled per call (None: the memory's default)."""
+    context_tokens: int | None = None
+    """Recalled memories' text put into the prompt, up to this many tokens (None: `MemoryConfig.context_tokens`)."""
+    use_adapters: bool | None = None
+    """Apply the recalled memories' adapter (False with a context budget: plain RAG; None: the memory's config)."""
     memorize: bool = False
     """Feed each exchange to the user's conversation memory."""
     every_n_turns: int = 4
@@ -333,6 +340,8 @@ class ChatD2LMemory(BaseChatModel):
         max_tokens = kwargs.pop("max_tokens", self.max_tokens)
         timeout = kwargs.pop("timeout", self.timeout)
         k = kwargs.pop("k", self.k)
+        context_tokens = kwargs.pop("context_tokens", self.context_tokens)
+        use_adapters = kwargs.pop("use_adapters", self.use_adapters)
         memorize = bool(kwargs.pop("memorize", self.memorize))
         stops = [s for s in (stop if stop is not None else (self.stop or [])) if s]
         for ignored in ("stream", "api_key", "max_retries", "ls_structured_output_format",
@@ -353,6 +362,10 @@ class ChatD2LMemory(BaseChatModel):
             gen["max_time"] = float(timeout)
         if k is not None:
             gen["k"] = k
+        if context_tokens is not None:
+            gen["context_tokens"] = context_tokens
+        if use_adapters is not None:
+            gen["use_adapters"] = use_adapters
         chat = to_chat_messages(messages)
         return _Call(user_id=user_id, chat=chat, query=latest_user_text(chat), gen=gen, stop=stops,
                      memorize=memorize, model_name=self.model)
@@ -364,6 +377,7 @@ class ChatD2LMemory(BaseChatModel):
             "finish_reason": "stop" if stopped else answer.finish_reason, "user_id": call.user_id,
             "memories": [{"id": m.id, "score": round(float(m.score), 6), "weight": round(float(m.weight), 6)}
                          for m in answer.memories],
+            "in_prompt": list(getattr(answer, "in_prompt", None) or []),
         }
         if call.memorize:
             meta["memorized"] = self._memorize(call, text)

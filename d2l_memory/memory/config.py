@@ -34,6 +34,12 @@ class MemoryConfig:
     Merging: ``concat`` stacks the weighted adapters along the rank axis (exact weighted sum of the weight
     deltas; the rank grows with k); ``svd`` then compresses the sum to ``merge_rank`` (truncated SVD). Either
     way the hypernetwork's input-independent bias block is counted once, not once per memory.
+
+    Prompt text (off by default): with ``context_tokens > 0`` the stored text of the best recalled memories,
+    as many as fit in that many tokens, also goes into the prompt; ``use_adapters=False`` leaves the
+    adapters out, which is plain retrieval-augmented generation over the same store (a baseline, or a
+    fallback while a hypernetwork is weak). Both can be changed per call (``Memory.answer(...,
+    context_tokens=..., use_adapters=...)``).
     """
 
     top_k: int = 4  # at most this many memories per query
@@ -54,6 +60,8 @@ class MemoryConfig:
     max_new_tokens: int = 128  # default answer length
     temperature: float = 0.0  # default sampling temperature (0 = greedy)
     system_prompt: str | None = None  # optional system message put before every prompt
+    context_tokens: int = 0  # recalled memories' text put into the prompt, up to this many tokens (0: none)
+    use_adapters: bool = True  # apply the recalled memories' merged adapter (False: text only, i.e. RAG)
 
     def __post_init__(self) -> None:
         for name in ("top_k", "merge_rank", "memory_tokens", "ingest_batch_size", "max_ingest_bytes",
@@ -78,8 +86,13 @@ class MemoryConfig:
             v = getattr(self, name)
             if v not in allowed:
                 _fail(name, f"is {v!r}, not one of {allowed}", f"pass {name}={allowed[0]!r}")
-        if not isinstance(self.store_text, bool):
-            _fail("store_text", f"must be a bool, got {self.store_text!r}", "pass True or False")
+        for name in ("store_text", "use_adapters"):
+            if not isinstance(getattr(self, name), bool):
+                _fail(name, f"must be a bool, got {getattr(self, name)!r}", "pass True or False")
+        check_context(self.context_tokens, self.use_adapters, "MemoryConfig `{}`")
+        if self.context_tokens and not self.store_text:
+            _fail("context_tokens", f"is {self.context_tokens} but store_text=False keeps no text to put into "
+                  "the prompt", "set store_text=True, or context_tokens=0")
         if self.system_prompt is not None and not isinstance(self.system_prompt, str):
             _fail("system_prompt", f"must be a str or None, got {type(self.system_prompt).__name__}",
                   "pass a string, or None for no system message")
@@ -94,6 +107,18 @@ class MemoryConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_context(context_tokens: Any, use_adapters: Any, where: str = "`{}`") -> None:
+    """Validate a context budget and the adapter switch (config fields or per-call arguments)."""
+    if isinstance(context_tokens, bool) or not isinstance(context_tokens, int) or context_tokens < 0:
+        raise ConfigError(f"{where.format('context_tokens')} must be an int >= 0, got {context_tokens!r}. Fix: pass "
+                          "0 (memories only as adapters) or a token budget such as 1024")
+    if not isinstance(use_adapters, bool):
+        raise ConfigError(f"{where.format('use_adapters')} must be a bool, got {use_adapters!r}. Fix: pass True or False")
+    if not use_adapters and context_tokens == 0:
+        raise ConfigError(f"{where.format('use_adapters')} is False and context_tokens is 0, so recalled memories "
+                          "would not be used at all. Fix: set use_adapters=True, or context_tokens > 0 (e.g. 1024)")
 
 
 def _is_number(v: Any) -> bool:

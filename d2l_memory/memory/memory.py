@@ -32,7 +32,8 @@ import numpy as np
 from ..errors import AdapterError, InputError
 from ..store import AdapterStore, MemoryRecord, NewMemory
 from ..store import validate as sv
-from .config import MemoryConfig
+from .config import MemoryConfig, check_context
+from .context import select_context, with_context
 from .embedders import Embedder, SentenceTransformerEmbedder, embed_checked
 from .merge import BIAS_KEY, merge_adapters, selection_weights
 from .results import (
@@ -350,7 +351,7 @@ class Memory:
         self._require_memories(user_id)
         return self._recall(user_id, query, k)
 
-    def _recall(self, user_id: str, query: str, k: int | None) -> Recall:
+    def _recall(self, user_id: str, query: str, k: int | None, merge: bool = True) -> Recall:
         if not isinstance(query, str) or not query.strip():
             raise InputError("the query is empty; ask something")
         k = self.config.top_k if k is None else sv.check_positive_int(k, "k")
@@ -373,7 +374,7 @@ class Memory:
                                    metadata=rec.metadata, created_at=rec.created_at)
                     for (rec, s), w in zip(good, weights, strict=True)]
         adapter, kept = None, None
-        if memories:
+        if memories and merge:
             t2 = time.perf_counter()
             rank = self.config.merge_rank if self.config.merge == "svd" else None
             adapter, kept = self._merge(user_id, [m.id for m in memories], weights, self.config.merge, rank)
@@ -383,45 +384,87 @@ class Memory:
 
     # ------------------------------------------------------------------------------------ generation
 
-    def answer(self, user_id: str, question: str, *, k: int | None = None, **gen: Any) -> Answer:
-        """Answer a question with the user's relevant memories applied (no memory text in the prompt).
+    def answer(self, user_id: str, question: str, *, k: int | None = None, context_tokens: int | None = None,
+               use_adapters: bool | None = None, **gen: Any) -> Answer:
+        """Answer a question with the user's relevant memories applied (by default no memory text in the prompt).
 
-        ``gen``: ``max_new_tokens``, ``temperature``, ``stop`` and any ``transformers`` generate argument.
-        Raises :class:`UnknownUserError` when the user has no memories.
+        ``context_tokens`` / ``use_adapters`` override the config's (see :class:`MemoryConfig`): a budget > 0
+        also puts the best recalled memories' text into the prompt; ``use_adapters=False`` with a budget is
+        plain retrieval-augmented generation. ``gen``: ``max_new_tokens``, ``temperature``, ``stop`` and any
+        ``transformers`` generate argument. Raises :class:`UnknownUserError` when the user has no memories.
         """
         user_id = sv.check_user_id(user_id)
         self._require_memories(user_id)
         if not isinstance(question, str) or not question.strip():
             raise InputError("the question is empty; ask something")
-        return self._generate(user_id, [{"role": "user", "content": question}], question, k, gen)
+        return self._generate(user_id, [{"role": "user", "content": question}], question, k,
+                              self._context_settings(context_tokens, use_adapters), gen)
 
-    def generate(self, user_id: str, messages: list[dict[str, str]], *, k: int | None = None, **gen: Any) -> Answer:
+    def generate(self, user_id: str, messages: list[dict[str, str]], *, k: int | None = None,
+                 context_tokens: int | None = None, use_adapters: bool | None = None, **gen: Any) -> Answer:
         """Reply to a chat (``[{"role", "content"}, ...]``) with the memories relevant to its last user message.
 
-        A user without memories gets the plain base model (a new user can start chatting).
+        A user without memories gets the plain base model (a new user can start chatting). Recalled text, when
+        a context budget is set, goes before the last user message.
         """
         user_id = sv.check_user_id(user_id)
         msgs = check_messages(messages)
-        return self._generate(user_id, msgs, _query_of(msgs), k, gen)
+        return self._generate(user_id, msgs, _query_of(msgs), k, self._context_settings(context_tokens, use_adapters),
+                              gen)
 
-    def _chat_recall(self, user_id: str, query: str, k: int | None) -> Recall:
+    def _context_settings(self, context_tokens: int | None, use_adapters: bool | None) -> tuple[int, bool]:
+        budget = self.config.context_tokens if context_tokens is None else context_tokens
+        adapters = self.config.use_adapters if use_adapters is None else use_adapters
+        check_context(budget, adapters)
+        if budget and not self.config.store_text:
+            raise InputError(f"context_tokens={budget} needs the memories' text, but this Memory was configured "
+                             "with store_text=False. Fix: context_tokens=0")
+        return budget, adapters
+
+    def _chat_recall(self, user_id: str, query: str, k: int | None, merge: bool = True) -> Recall:
         if self.store.count(user_id) == 0:
             return Recall(user_id=user_id, query=query, memories=[], adapter=None)
-        return self._recall(user_id, query, k)
+        return self._recall(user_id, query, k, merge)
+
+    def _prepare(self, user_id: str, messages: list[dict[str, str]], query: str, k: int | None,
+                 settings: tuple[int, bool], gen: dict[str, Any]) -> tuple[list[dict[str, str]], Recall, list[str]]:
+        """Recall for ``query``; the prompt (recalled text put in within the budget) and the ids it holds."""
+        budget, use_adapters = settings
+        rec = self._chat_recall(user_id, query, k, merge=use_adapters)
+        in_prompt: list[str] = []
+        if budget and rec.memories:
+            room = self._window() - self._count_tokens(messages) - int(gen["max_new_tokens"]) - 64
+            chosen = select_context(rec.memories, self._count_text, min(budget, max(room, 0)))
+            messages = with_context(messages, [m.text for m in chosen])
+            in_prompt = [m.id for m in chosen]
+        return self._with_system(messages), rec, in_prompt
+
+    def _count_text(self, text: str) -> int:
+        return len(self.engine.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _count_tokens(self, messages: list[dict[str, str]]) -> int:
+        return sum(self._count_text(m["content"]) + 4 for m in messages)
+
+    def _window(self) -> int:
+        cfg = self.engine.model.config
+        cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+        return int(getattr(cfg, "max_position_embeddings", None) or 2048)
 
     def _generate(self, user_id: str, messages: list[dict[str, str]], query: str, k: int | None,
-                  gen: dict[str, Any]) -> Answer:
+                  settings: tuple[int, bool], gen: dict[str, Any]) -> Answer:
         t0 = time.perf_counter()
-        rec = self._chat_recall(user_id, query, k)
+        gen = self._gen_kwargs(gen)
+        prompt, rec, in_prompt = self._prepare(user_id, messages, query, k, settings, gen)
         t1 = time.perf_counter()
         with self._engine_lock:
-            comp = self.engine.complete(self._with_system(messages), rec.adapter, **self._gen_kwargs(gen))[0]
+            comp = self.engine.complete(prompt, rec.adapter, **gen)[0]
         timings = {"recall": (t1 - t0) * 1000.0, "generate": _ms(t1), "total": _ms(t0)}
         return Answer(text=comp.text, memories=rec.memories, prompt_tokens=comp.prompt_tokens,
-                      completion_tokens=comp.completion_tokens, finish_reason=comp.finish_reason, timings=timings)
+                      completion_tokens=comp.completion_tokens, finish_reason=comp.finish_reason, timings=timings,
+                      in_prompt=in_prompt)
 
     def stream(self, user_id: str, messages: list[dict[str, str]] | str, *, k: int | None = None,
-               **gen: Any) -> AnswerStream:
+               context_tokens: int | None = None, use_adapters: bool | None = None, **gen: Any) -> AnswerStream:
         """Like :meth:`generate` (a str is one user message), yielding text pieces as they are generated.
 
         The returned :class:`AnswerStream` is an iterator of str; after it is exhausted, ``.answer`` holds
@@ -429,8 +472,10 @@ class Memory:
         """
         user_id = sv.check_user_id(user_id)
         msgs = check_messages([{"role": "user", "content": messages}] if isinstance(messages, str) else messages)
-        rec = self._chat_recall(user_id, _query_of(msgs), k)
-        return AnswerStream(self, self._with_system(msgs), rec, self._gen_kwargs(gen))
+        settings = self._context_settings(context_tokens, use_adapters)
+        gen = self._gen_kwargs(gen)
+        prompt, rec, in_prompt = self._prepare(user_id, msgs, _query_of(msgs), k, settings, gen)
+        return AnswerStream(self, prompt, rec, gen, in_prompt)
 
     # ------------------------------------------------------------------------------------ forgetting
 
@@ -723,7 +768,8 @@ class AnswerStream(Iterator[str]):
     (the full :class:`Answer`, once the stream is exhausted).
     """
 
-    def __init__(self, memory: Memory, messages: list[dict[str, str]], rec: Recall, gen: dict[str, Any]):
+    def __init__(self, memory: Memory, messages: list[dict[str, str]], rec: Recall, gen: dict[str, Any],
+                 in_prompt: list[str] | None = None):
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         engine = memory.engine
@@ -752,7 +798,8 @@ class AnswerStream(Iterator[str]):
                     comp = engine.complete(messages, rec.adapter, **kw)[0]
                 self.answer = Answer(text=comp.text, memories=rec.memories, prompt_tokens=comp.prompt_tokens,
                                      completion_tokens=comp.completion_tokens, finish_reason=comp.finish_reason,
-                                     timings={"recall": sum(rec.timings.values()), "total": _ms(self._t0)})
+                                     timings={"recall": sum(rec.timings.values()), "total": _ms(self._t0)},
+                                     in_prompt=list(in_prompt or []))
             except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
                 self._error = e
                 self._streamer.end()

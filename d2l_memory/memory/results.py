@@ -78,6 +78,7 @@ class Answer:
     completion_tokens: int
     finish_reason: str
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds: recall, generate, total
+    in_prompt: list[str] = field(default_factory=list)  # ids of the memories whose text was in the prompt
 
     @property
     def usage(self) -> dict[str, int]:
@@ -86,7 +87,8 @@ class Answer:
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "memories": [m.to_dict() for m in self.memories], "usage": self.usage,
-                "finish_reason": self.finish_reason, "timings_ms": {k: round(v, 2) for k, v in self.timings.items()}}
+                "in_prompt": self.in_prompt, "finish_reason": self.finish_reason,
+                "timings_ms": {k: round(v, 2) for k, v in self.timings.items()}}
 
 
 @dataclass(frozen=True)

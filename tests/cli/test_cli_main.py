@@ -195,3 +195,15 @@ def test_reembed(cli):
     human = cli(["reembed", "-u", "alice"])
     assert human.exit_code == 0 and "re-embedded 1 memories of alice" in human.stdout
     _one_line_error(cli(["reembed", "-u", "nobody"]), "nobody")
+
+
+def test_ask_with_recalled_text_in_the_prompt(cli):
+    mid = _json(cli(["ingest", "-u", "alice", "-", "--json"], input=ALICE))["sources"][0]["ids"][0]
+    default = _json(cli(["ask", "-u", "alice", "Where does Alice live?", "--json"]))
+    rag = _json(cli(["ask", "-u", "alice", "Where does Alice live?", "--context-tokens", "256", "--no-adapters",
+                     "--json"]))
+    assert default["in_prompt"] == [] and rag["in_prompt"] == [mid]
+    assert rag["usage"]["prompt_tokens"] > default["usage"]["prompt_tokens"] + 10
+    human = cli(["ask", "-u", "alice", "Where does Alice live?", "--context-tokens", "256"])
+    assert human.exit_code == 0 and f"text in the prompt: {mid[:8]}" in human.stderr
+    _one_line_error(cli(["ask", "-u", "alice", "Where does Alice live?", "--no-adapters"]), "use_adapters")

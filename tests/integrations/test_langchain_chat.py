@@ -320,3 +320,14 @@ def test_real_smollm2_invoke_stream_stop(tmp_path):
         word = msg.content.split()[-1]
         cut = chat.invoke("Say hello in one short sentence.", stop=[word])
         assert word not in cut.content and cut.response_metadata["finish_reason"] == "stop"
+
+
+def test_recalled_text_in_the_prompt_is_reported(chat, mem):
+    rag = chat.invoke("Where does Alice live?", config=cfg("alice"), context_tokens=256, use_adapters=False)
+    assert rag.response_metadata["in_prompt"] and set(rag.response_metadata["in_prompt"]) <= set(used_ids(rag))
+    expected = mem.generate("alice", [{"role": "user", "content": "Where does Alice live?"}], context_tokens=256,
+                            use_adapters=False, max_new_tokens=MAX_TOKENS, min_new_tokens=1)
+    assert rag.content == expected.text
+    hybrid = ChatD2LMemory(memory=mem, model="tiny-llama", max_tokens=MAX_TOKENS, context_tokens=256)
+    assert hybrid.invoke("Where does Alice live?", config=cfg("alice")).response_metadata["in_prompt"]
+    assert chat.invoke("Where does Alice live?", config=cfg("alice")).response_metadata["in_prompt"] == []
