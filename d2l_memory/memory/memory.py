@@ -8,7 +8,9 @@
 Ingest splits input into memory-sized pieces (``MemoryConfig.memory_tokens``, on paragraph boundaries),
 internalizes them in batches (one hypernetwork pass each), embeds them and stores adapter + embedding per
 user. A query is embedded, the user's most similar memories are selected (top-k above a threshold), their
-adapters merged with similarity weights and applied while generating.
+adapters merged with similarity weights and applied while generating. Optionally (``context_tokens``) their
+text also goes into the prompt, or instead of the adapter (``use_adapters=False``: plain RAG); see
+:mod:`d2l_memory.memory.context`.
 
 Threads: engine calls are serialized by a lock (the LoRA hooks patch the shared model); the store is
 thread-safe per call. The ``a*`` methods run the same code in a worker thread, so they never block the
