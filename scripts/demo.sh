@@ -16,7 +16,7 @@ dm ask --user bob "What city does the user live in?"
 dm ask --user alice "What is the name of the user's dog?"
 dm ask --user bob "What is the user's job?"
 # the same recall, with the memory's text in the prompt and no adapter (plain RAG), for comparison
-dm ask --user alice "What is the name of the user's dog?" --context-tokens 1024 --no-adapters
+dm ask --user alice "What city does the user live in?" --context-tokens 1024 --no-adapters
 dm list --user alice
 dm export --user alice --peft "$D2L_MEMORY_HOME/alice-peft"
 ls -l "$D2L_MEMORY_HOME/alice-peft"
