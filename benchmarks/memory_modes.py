@@ -46,9 +46,10 @@ def samples_for(kind: str, n: int, seed: int, engine: D2L, niah_tokens: int):
     return heldout(kind, n, seed, "test", engine)
 
 
-def run_kind(mem: Memory, engine: D2L, kind: str, samples, budget: int, max_new_tokens: int) -> dict:
+def run_kind(mem: Memory, engine: D2L, kind: str, samples, budget: int, max_new_tokens: int,
+             modes: tuple[str, ...] = MODES) -> dict:
     acc = {m: {"em": 0.0, "contains": 0.0, "f1": 0.0, "prompt_tokens": 0, "generate_ms": 0.0, "in_prompt": 0}
-           for m in MODES}
+           for m in modes}
     n_q, memories, examples = 0, 0, []
     for i, s in enumerate(samples):
         user = f"{kind}-{i}"
@@ -56,7 +57,7 @@ def run_kind(mem: Memory, engine: D2L, kind: str, samples, budget: int, max_new_
         for qa in s.qas:
             n_q += 1
             preds = {}
-            for mode in MODES:
+            for mode in modes:
                 t0 = time.perf_counter()
                 if mode == "none":
                     comp = engine.complete([{"role": "user", "content": qa.question}], None,
@@ -82,11 +83,11 @@ def run_kind(mem: Memory, engine: D2L, kind: str, samples, budget: int, max_new_
     return out
 
 
-def print_table(results: dict, budget: int) -> None:
+def print_table(results: dict, budget: int, modes: tuple[str, ...] = MODES) -> None:
     print("\n| kind (docs / questions) | mode | EM | contains | word F1 | prompt tokens | ms / answer |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for kind, r in results.items():
-        for mode in MODES:
+        for mode in modes:
             m = r[mode]
             label = f"{mode} ({budget} tok)" if mode in ("rag", "hybrid") else mode
             print(f"| {kind} ({r['n_docs']} / {r['n_questions']}) | {label} | {m['em']:.3f} | {m['contains']:.3f} | "
@@ -103,25 +104,31 @@ def main() -> None:
     p.add_argument("--niah-tokens", type=int, default=0,
                    help="NIAH haystack length (0: the evaluation's short held-out needles, 32-256 tokens)")
     p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--modes", default=",".join(MODES), help="a subset of " + ",".join(MODES))
+    p.add_argument("--hybrid-adapter-scale", type=float, default=None, help="MemoryConfig.hybrid_adapter_scale")
     p.add_argument("--out", default=None)
     p.add_argument("--rescore", default=None, help="only print the table of a saved --out file")
     a = p.parse_args()
     if a.rescore:
         saved = json.loads(Path(a.rescore).read_text())
-        print_table(saved["results"], saved["args"]["budget"])
+        print_table(saved["results"], saved["args"]["budget"], tuple(saved["args"].get("modes", ",".join(MODES)).split(",")))
         return
+    modes = tuple(a.modes.split(","))
+    if not set(modes) <= set(MODES):
+        p.error(f"--modes: choose from {','.join(MODES)}")
     engine = D2L.from_pretrained(a.checkpoint)
+    cfg = MemoryConfig() if a.hybrid_adapter_scale is None else MemoryConfig(hybrid_adapter_scale=a.hybrid_adapter_scale)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        mem = Memory(engine, f"sqlite:///{Path(tmp) / 'modes.db'}", SentenceTransformerEmbedder(), MemoryConfig())
+        mem = Memory(engine, f"sqlite:///{Path(tmp) / 'modes.db'}", SentenceTransformerEmbedder(), cfg)
         for kind in a.kinds.split(","):
             samples = samples_for(kind, a.n, a.seed, engine, a.niah_tokens)
-            results[kind] = run_kind(mem, engine, kind, samples, a.budget, a.max_new_tokens)
-            print(json.dumps({kind: {m: results[kind][m] for m in MODES}}), flush=True)
+            results[kind] = run_kind(mem, engine, kind, samples, a.budget, a.max_new_tokens, modes)
+            print(json.dumps({kind: {m: results[kind][m] for m in modes}}), flush=True)
             if a.out:  # after every kind, so an interrupted run keeps what it measured
                 Path(a.out).write_text(json.dumps({"args": vars(a), "results": results}, indent=1))
         mem.close()
-    print_table(results, a.budget)
+    print_table(results, a.budget, modes)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,11 @@ class MemoryConfig:
     Prompt text (off by default): with ``context_tokens > 0`` the stored text of the best recalled memories,
     as many as fit in that many tokens, also goes into the prompt; ``use_adapters=False`` leaves the
     adapters out, which is plain retrieval-augmented generation over the same store (a baseline, or a
-    fallback while a hypernetwork is weak). Both can be changed per call (``Memory.answer(...,
-    context_tokens=..., use_adapters=...)``).
+    fallback while a hypernetwork is weak). When text and adapter are both used (hybrid), the adapter's weight
+    delta is scaled by ``hybrid_adapter_scale``: at full strength the shipped adapter overrides facts the text
+    states, at half strength it still sets the answer format and the text supplies the facts
+    (``benchmarks/RESULTS.md``). ``context_tokens`` and ``use_adapters`` can be changed per call
+    (``Memory.answer(..., context_tokens=..., use_adapters=...)``).
     """
 
     top_k: int = 4  # at most this many memories per query
@@ -62,6 +65,7 @@ class MemoryConfig:
     system_prompt: str | None = None  # optional system message put before every prompt
     context_tokens: int = 0  # recalled memories' text put into the prompt, up to this many tokens (0: none)
     use_adapters: bool = True  # apply the recalled memories' merged adapter (False: text only, i.e. RAG)
+    hybrid_adapter_scale: float = 0.5  # the adapter's strength when recalled text is in the prompt too
 
     def __post_init__(self) -> None:
         for name in ("top_k", "merge_rank", "memory_tokens", "ingest_batch_size", "max_ingest_bytes",
@@ -76,6 +80,9 @@ class MemoryConfig:
         if not _is_number(self.min_similarity) or not -1.0 <= self.min_similarity <= 1.0:
             _fail("min_similarity", f"must be a cosine similarity in [-1, 1], got {self.min_similarity!r}",
                   "pass e.g. min_similarity=0.2 (-1 keeps every memory)")
+        if not _is_number(self.hybrid_adapter_scale) or not 0 < self.hybrid_adapter_scale <= 4:
+            _fail("hybrid_adapter_scale", f"must be in (0, 4], got {self.hybrid_adapter_scale!r}",
+                  "pass e.g. hybrid_adapter_scale=0.5 (1: the adapter as generated; for none, use_adapters=False)")
         if not _is_number(self.softmax_temperature) or self.softmax_temperature <= 0:
             _fail("softmax_temperature", f"must be > 0, got {self.softmax_temperature!r}",
                   "pass e.g. softmax_temperature=0.1, or weighting='uniform'")

@@ -20,6 +20,7 @@ event loop. The engine (and the default embedder) load on first use, so listing 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -439,6 +440,9 @@ class Memory:
             chosen = select_context(rec.memories, self._count_text, min(budget, max(room, 0)))
             messages = with_context(messages, [m.text for m in chosen])
             in_prompt = [m.id for m in chosen]
+            scale = self.config.hybrid_adapter_scale
+            if in_prompt and rec.adapter is not None and scale != 1.0:  # hybrid: the text leads, the adapter shapes
+                rec = dataclasses.replace(rec, adapter=dataclasses.replace(rec.adapter, alpha=rec.adapter.alpha * scale))
         return self._with_system(messages), rec, in_prompt
 
     def _count_text(self, text: str) -> int:

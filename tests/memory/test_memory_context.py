@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+import torch
 from memory_helpers import DOCS, make_memory
 
 from d2l_memory.errors import ConfigError, InputError
@@ -17,6 +20,12 @@ Q_ALICE = "Where does Alice live?"
 def _mem(id_: str, text: str | None, score: float = 0.5) -> RecalledMemory:
     return RecalledMemory(id=id_, score=score, weight=1.0, title=None, kind="document", text=text,
                           metadata={}, created_at=None)
+
+
+def logits_of(engine, messages, adapter) -> torch.Tensor:
+    ids = torch.tensor([engine.prompt_ids(messages)])
+    with engine.lora_context([adapter]), torch.no_grad():
+        return engine.model(input_ids=ids).logits
 
 
 def _words(text: str) -> int:
@@ -74,7 +83,24 @@ def test_hybrid_answer_puts_the_recalled_text_into_the_prompt_and_applies_the_ad
     prompt = context_prompt("\n\n".join(texts), Q_ALICE)
     assert ans.in_prompt == rec.ids and ans.in_prompt[0] == mid
     assert ans.prompt_tokens == len(engine.prompt_ids([{"role": "user", "content": prompt}]))
-    assert ans.text == engine.generate([{"role": "user", "content": prompt}], adapters=rec.adapter, max_new_tokens=6)
+    weaker = dataclasses.replace(rec.adapter, alpha=rec.adapter.alpha * 0.5)  # hybrid_adapter_scale's default
+    assert ans.text == engine.generate([{"role": "user", "content": prompt}], adapters=weaker, max_new_tokens=6)
+
+
+def test_hybrid_adapter_scale_sets_the_adapters_strength(db_url, engine):
+    mem = make_memory(db_url, hybrid_adapter_scale=1.0)
+    mem.ingest("u1", DOCS["alice"])
+    rec = mem.recall("u1", Q_ALICE)
+    prompt = [{"role": "user", "content": context_prompt(DOCS["alice"], Q_ALICE)}]
+    hybrid = mem.answer("u1", Q_ALICE, context_tokens=256, max_new_tokens=6, min_new_tokens=6)
+    assert hybrid.text == engine.generate(prompt, adapters=rec.adapter, max_new_tokens=6, min_new_tokens=6)
+    full, weak = (logits_of(engine, prompt, dataclasses.replace(rec.adapter, alpha=rec.adapter.alpha * s))
+                  for s in (1.0, 0.25))
+    base = logits_of(engine, prompt, None)
+    assert (weak - base).abs().max() < (full - base).abs().max()  # the scale really weakens the adapter
+    mem.close()
+    with pytest.raises(ConfigError, match="hybrid_adapter_scale"):
+        MemoryConfig(hybrid_adapter_scale=0)
 
 
 def test_rag_answer_uses_the_text_without_an_adapter(memory, engine):
