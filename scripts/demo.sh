@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on the embedded defaults (SQLite + SmolLM2-135M-Instruct + the shipped
 # hypernetwork): install, remember two users' profiles as LoRA adapters, answer with no profile in the
-# prompt, show per-user isolation, compare with plain RAG over the same store, export a PEFT adapter. Data goes to $D2L_MEMORY_HOME (default ./.demo).
+# prompt, show per-user isolation, answer with the recalled text in the prompt too (hybrid), export a
+# PEFT adapter. Data goes to $D2L_MEMORY_HOME (default ./.demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -15,8 +16,8 @@ dm ask --user alice "What city does the user live in?"
 dm ask --user bob "What city does the user live in?"
 dm ask --user alice "What is the name of the user's dog?"
 dm ask --user bob "What is the user's job?"
-# the same recall, with the memory's text in the prompt and no adapter (plain RAG), for comparison
-dm ask --user alice "What city does the user live in?" --context-tokens 1024 --no-adapters
+# the same recall with the memory's text in the prompt too (hybrid: the adapter at half strength)
+dm ask --user alice "What is the name of the user's dog?" --context-tokens 1024
 dm list --user alice
 dm export --user alice --peft "$D2L_MEMORY_HOME/alice-peft"
 ls -l "$D2L_MEMORY_HOME/alice-peft"
