@@ -30,9 +30,8 @@ QUESTION = "What is the special magic number? Reply with only the number."
 def haystack(d2l: D2L, tokens: int) -> str:
     from d2l_memory.data.niah import build_niah
 
-    count = lambda s: len(d2l.tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
     return build_niah(1, token_range=(int(tokens * 0.95), int(tokens * 1.05)), seed=7, split="test",
-                      count_tokens=count)[0].context
+                      count_tokens=d2l.count_tokens)[0].context
 
 
 def timed(fn, repeat: int) -> float:

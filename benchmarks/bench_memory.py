@@ -71,7 +71,6 @@ def run(args) -> dict:
     print(f"engine: {ckpt} on {engine.device} (loaded in {time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     embedder = SentenceTransformerEmbedder()
     embedder.embed(["warm up"])
-    count = lambda s: len(engine.tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
     samples = build_personal(max(args.sizes), seed=11, split="test", style="profile", question_person="named")
     rows = []
     gen = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
@@ -100,7 +99,7 @@ def run(args) -> dict:
                 mem_prompt.append(ans.prompt_tokens)
                 mem_hits.append(contains(ans.text, gold))
             all_docs = "\n\n".join(d.context for d in docs)
-            ctx_tokens = count(context_prompt(all_docs, qas[0][0]))
+            ctx_tokens = engine.count_tokens(context_prompt(all_docs, qas[0][0]))
             ctx_s, ctx_hits = [], []
             if ctx_tokens + args.new_tokens <= CONTEXT_LIMIT:
                 for question, gold in qas:

@@ -13,7 +13,7 @@ import dataclasses
 import json
 
 from d2l_memory.engine import D2L
-from d2l_memory.evaluation import contains, exact_match, heldout, word_f1
+from d2l_memory.evaluation import Scores, heldout
 from d2l_memory.prompts import context_prompt
 
 
@@ -30,21 +30,18 @@ def main() -> None:
     scales = [float(s) for s in a.scales.split(",")]
     results = {}
     for kind in a.kinds.split(","):
-        acc = {s: {"em": 0.0, "contains": 0.0, "f1": 0.0} for s in scales}
-        n_q = 0
+        scores = {s: Scores() for s in scales}
         for sample in heldout(kind, a.n, a.seed, "test", d2l):
             adapter = d2l.internalize(sample.context)
             for qa in sample.qas:
-                n_q += 1
                 prompt = [{"role": "user", "content": context_prompt(sample.context, qa.question)}]
                 for s in scales:
                     ad = None if s == 0 else dataclasses.replace(adapter, alpha=adapter.alpha * s)
                     text = d2l.complete(prompt, ad, max_new_tokens=48)[0].text
-                    acc[s]["em"] += exact_match(text, qa.answer)
-                    acc[s]["contains"] += contains(text, qa.answer)
-                    acc[s]["f1"] += word_f1(text, qa.answer)
-        results[kind] = {"n_questions": n_q, **{str(s): {k: round(v / n_q, 4) for k, v in m.items()}
-                                                for s, m in acc.items()}}
+                    scores[s].add(text, qa.answer, qa.question)
+        results[kind] = {"n_questions": scores[scales[0]].n,
+                         **{str(s): {k: round(sc.summary()[k], 4) for k in ("em", "contains", "f1")}
+                            for s, sc in scores.items()}}
         print(json.dumps({kind: results[kind]}), flush=True)
     if a.out:
         with open(a.out, "w") as f:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from d2l_memory.engine import D2L
-from d2l_memory.evaluation import contains, exact_match, heldout, word_f1
+from d2l_memory.evaluation import Scores, heldout
 from d2l_memory.memory import Memory, MemoryConfig, SentenceTransformerEmbedder
 
 MODES = ("adapters", "rag", "hybrid", "none")
@@ -40,16 +40,15 @@ def samples_for(kind: str, n: int, seed: int, engine: D2L, niah_tokens: int):
     if kind == "niah" and niah_tokens:
         from d2l_memory.data.niah import build_niah
 
-        count = lambda s: len(engine.tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
         return build_niah(n, token_range=(int(niah_tokens * 0.9), int(niah_tokens * 1.1)), seed=seed + 1000,
-                          split="test", count_tokens=count)
+                          split="test", count_tokens=engine.count_tokens)
     return heldout(kind, n, seed, "test", engine)
 
 
 def run_kind(mem: Memory, engine: D2L, kind: str, samples, budget: int, max_new_tokens: int,
              modes: tuple[str, ...] = MODES) -> dict:
-    acc = {m: {"em": 0.0, "contains": 0.0, "f1": 0.0, "prompt_tokens": 0, "generate_ms": 0.0, "in_prompt": 0}
-           for m in modes}
+    scores = {m: Scores() for m in modes}  # exact match, contains, word F1
+    acc = {m: {"prompt_tokens": 0, "generate_ms": 0.0, "in_prompt": 0} for m in modes}
     n_q, memories, examples = 0, 0, []
     for i, s in enumerate(samples):
         user = f"{kind}-{i}"
@@ -68,9 +67,7 @@ def run_kind(mem: Memory, engine: D2L, kind: str, samples, budget: int, max_new_
                     text, ptoks, used = ans.text, ans.prompt_tokens, len(ans.in_prompt)
                 a = acc[mode]
                 a["generate_ms"] += (time.perf_counter() - t0) * 1000.0
-                a["em"] += exact_match(text, qa.answer)
-                a["contains"] += contains(text, qa.answer)
-                a["f1"] += word_f1(text, qa.answer)
+                scores[mode].add(text, qa.answer, qa.question)
                 a["prompt_tokens"] += ptoks
                 a["in_prompt"] += used
                 preds[mode] = text
@@ -79,7 +76,8 @@ def run_kind(mem: Memory, engine: D2L, kind: str, samples, budget: int, max_new_
     out = {"n_docs": len(samples), "n_questions": n_q, "memories_per_doc": memories / max(1, len(samples)),
            "examples": examples}
     for mode, a in acc.items():
-        out[mode] = {k: round(v / max(1, n_q), 4) for k, v in a.items()}
+        s = scores[mode]
+        out[mode] = {k: round(v / max(1, n_q), 4) for k, v in {"em": s.em, "contains": s.contains, "f1": s.f1, **a}.items()}
     return out
 
 

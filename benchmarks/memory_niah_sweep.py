@@ -83,13 +83,12 @@ def main() -> None:
         p.error(f"--n gives {len(ns)} counts for {len(lengths)} lengths")
     ks = [int(k) for k in a.ks.split(",")]
     engine = D2L.from_pretrained(a.checkpoint)
-    count = lambda s: len(engine.tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         mem = Memory(engine, f"sqlite:///{Path(tmp) / 'niah.db'}", SentenceTransformerEmbedder(), MemoryConfig())
         for L, n in zip(lengths, ns, strict=True):
             samples = build_niah(n, token_range=(int(L * 0.9), int(L * 1.1)), seed=a.seed, split="test",
-                                 count_tokens=count)
+                                 count_tokens=engine.count_tokens)
             row = {"tokens": L, "n": len(samples), "ingest_s": 0.0, "memories": 0, "needle_top1": 0,
                    **{f"memory_em@{k}": 0.0 for k in ks}, "examples": []}
             if L <= a.engine_max:

@@ -29,9 +29,8 @@ from d2l_memory.training.trainer import TrainConfig, Trainer
 
 
 def heldout(d2l, n_facts: int, n_niah: int, seed: int = 0):
-    count = lambda s: len(d2l.tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
     facts = single_fact_samples(build_personal(max(8, n_facts // 2), seed=seed, split="test"), n_facts, seed)
-    niah = build_niah(n_niah, token_range=(32, 256), seed=seed, split="test", count_tokens=count)
+    niah = build_niah(n_niah, token_range=(32, 256), seed=seed, split="test", count_tokens=d2l.count_tokens)
     return facts, niah
 
 

@@ -211,6 +211,17 @@ class D2L:
             ad.meta.update(n_chunks=len(c), n_tokens=sum(len(x) for x in c))
         return adapters[0] if single else adapters
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of plain text (no special tokens, no chat template): for budgets and haystack lengths."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    @property
+    def context_window(self) -> int:
+        """The base model's context length (``max_position_embeddings``; 2048 when its config has none)."""
+        cfg = self.model.config
+        cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+        return int(getattr(cfg, "max_position_embeddings", None) or 2048)
+
     def prompt_ids(self, prompt: str | Messages) -> list[int]:
         """Token ids of a prompt (a user message string, or chat messages) with the generation prompt."""
         if isinstance(prompt, str):

@@ -165,11 +165,6 @@ def cd_adapter(d2l, sample: Sample, steps: int = 30, lr: float = 1e-3, rank: int
 
 
 # ---- evaluation ------------------------------------------------------------------------------------
-def _window(d2l) -> int:
-    cfg = d2l.model.config.get_text_config() if hasattr(d2l.model.config, "get_text_config") else d2l.model.config
-    return int(getattr(cfg, "max_position_embeddings", 2048))
-
-
 def evaluate(d2l, samples: Sequence[Sample], conditions: Sequence[str] = CONDITIONS[:3], max_new_tokens: int = 48,
              batch_size: int = 8, chunk_tokens: int | None = None, cd_steps: int = 30) -> dict[str, dict]:
     """Scores per condition over all questions of `samples`."""
@@ -177,7 +172,7 @@ def evaluate(d2l, samples: Sequence[Sample], conditions: Sequence[str] = CONDITI
     if bad:
         raise ValueError(f"unknown conditions {sorted(bad)}; choose from {CONDITIONS}")
     scores = {c: Scores() for c in conditions}
-    window = _window(d2l)
+    window = d2l.context_window
     for start in range(0, len(samples), batch_size):
         batch = samples[start:start + batch_size]
         qs = [(s, qa) for s in batch for qa in s.qas]
@@ -222,11 +217,10 @@ def niah_sweep(d2l, lengths: Sequence[int], n: int = 10, chunk_tokens: int = 102
     """NIAH exact match by haystack length with fixed-size chunks; in-context where the window allows."""
     from .data.niah import build_niah
 
-    count = lambda s: len(d2l.tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
     rows = []
     for L in lengths:
         lo, hi = int(L * 0.9), int(L * 1.1)
-        samples = build_niah(n, token_range=(lo, hi), seed=seed, split="test", count_tokens=count)
+        samples = build_niah(n, token_range=(lo, hi), seed=seed, split="test", count_tokens=d2l.count_tokens)
         conds = ["d2l", "in_context"] if in_context else ["d2l"]
         res = evaluate(d2l, samples, conditions=conds, max_new_tokens=16, batch_size=4, chunk_tokens=chunk_tokens)
         # "contains": the needle number appears in the answer (in context SmolLM2 answers in a sentence)
@@ -266,8 +260,7 @@ def heldout(kind: str, n: int, seed: int, split: str, d2l) -> list[Sample]:
         return build_personal(n, seed=seed + 1000, split=split)
     if kind == "niah":
         from .data.niah import build_niah
-        count = lambda s: len(d2l.tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
-        return build_niah(n, token_range=(32, 256), seed=seed + 1000, split=split, count_tokens=count)
+        return build_niah(n, token_range=(32, 256), seed=seed + 1000, split=split, count_tokens=d2l.count_tokens)
     if kind == "realdoc":
         from .data.realdocs import build_realdocs
         return build_realdocs(n, seed=seed + 1000, split=split)

@@ -377,7 +377,7 @@ class ChatD2LMemory(BaseChatModel):
             "finish_reason": "stop" if stopped else answer.finish_reason, "user_id": call.user_id,
             "memories": [{"id": m.id, "score": round(float(m.score), 6), "weight": round(float(m.weight), 6)}
                          for m in answer.memories],
-            "in_prompt": list(getattr(answer, "in_prompt", None) or []),
+            "in_prompt": list(answer.in_prompt),
         }
         if call.memorize:
             meta["memorized"] = self._memorize(call, text)

@@ -434,27 +434,17 @@ class Memory:
         """Recall for ``query``; the prompt (recalled text put in within the budget) and the ids it holds."""
         budget, use_adapters = settings
         rec = self._chat_recall(user_id, query, k, merge=use_adapters)
-        in_prompt: list[str] = []
+        messages, in_prompt = self._with_system(messages), []
         if budget and rec.memories:
-            room = self._window() - self._count_tokens(messages) - int(gen["max_new_tokens"]) - 64
-            chosen = select_context(rec.memories, self._count_text, min(budget, max(room, 0)))
+            engine = self.engine
+            room = engine.context_window - len(engine.prompt_ids(messages)) - int(gen["max_new_tokens"]) - 64
+            chosen = select_context(rec.memories, engine.count_tokens, min(budget, max(room, 0)))
             messages = with_context(messages, [m.text for m in chosen])
             in_prompt = [m.id for m in chosen]
             scale = self.config.hybrid_adapter_scale
             if in_prompt and rec.adapter is not None and scale != 1.0:  # hybrid: the text leads, the adapter shapes
                 rec = dataclasses.replace(rec, adapter=dataclasses.replace(rec.adapter, alpha=rec.adapter.alpha * scale))
-        return self._with_system(messages), rec, in_prompt
-
-    def _count_text(self, text: str) -> int:
-        return len(self.engine.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def _count_tokens(self, messages: list[dict[str, str]]) -> int:
-        return sum(self._count_text(m["content"]) + 4 for m in messages)
-
-    def _window(self) -> int:
-        cfg = self.engine.model.config
-        cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-        return int(getattr(cfg, "max_position_embeddings", None) or 2048)
+        return messages, rec, in_prompt
 
     def _generate(self, user_id: str, messages: list[dict[str, str]], query: str, k: int | None,
                   settings: tuple[int, bool], gen: dict[str, Any]) -> Answer:
@@ -775,7 +765,7 @@ class AnswerStream(Iterator[str]):
     """
 
     def __init__(self, memory: Memory, messages: list[dict[str, str]], rec: Recall, gen: dict[str, Any],
-                 in_prompt: list[str] | None = None):
+                 in_prompt: list[str]):
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         engine = memory.engine
@@ -805,7 +795,7 @@ class AnswerStream(Iterator[str]):
                 self.answer = Answer(text=comp.text, memories=rec.memories, prompt_tokens=comp.prompt_tokens,
                                      completion_tokens=comp.completion_tokens, finish_reason=comp.finish_reason,
                                      timings={"recall": sum(rec.timings.values()), "total": _ms(self._t0)},
-                                     in_prompt=list(in_prompt or []))
+                                     in_prompt=in_prompt)
             except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
                 self._error = e
                 self._streamer.end()
