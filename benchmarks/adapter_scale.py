@@ -8,7 +8,6 @@ on the numbers it would report.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 from d2l_memory.engine import D2L
@@ -25,21 +24,13 @@ def main() -> None:
     p.add_argument("--out", default=None)
     a = p.parse_args()
     d2l = D2L.from_pretrained(a.checkpoint)
-    internalize = d2l.internalize
     results = {}
     for kind in a.kinds.split(","):
         samples = heldout(kind, a.n, a.seed, "test", d2l)
         for scale in (float(x) for x in a.scales.split(",")):
-            def scaled(*args, _s=scale, **kw):
-                out = internalize(*args, **kw)
-                grow = lambda ad: dataclasses.replace(ad, alpha=ad.alpha * _s)  # noqa: E731
-                return [grow(x) for x in out] if isinstance(out, list) else grow(out)
-
-            d2l.internalize = scaled
-            r = evaluate(d2l, samples, conditions=["d2l"], max_new_tokens=48)["d2l"]
+            r = evaluate(d2l, samples, conditions=["d2l"], max_new_tokens=48, adapter_scale=scale)["d2l"]
             results[f"{kind}@{scale}"] = r
             print(kind, scale, json.dumps({k: r[k] for k in ("n", "em", "contains", "f1")}), flush=True)
-    d2l.internalize = internalize
     if a.out:
         with open(a.out, "w") as f:
             json.dump(results, f, indent=1)

@@ -9,7 +9,6 @@ with the shipped adapter as is. Engine level, own document only (no recall), hel
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 from d2l_memory.engine import D2L
@@ -36,7 +35,7 @@ def main() -> None:
             for qa in sample.qas:
                 prompt = [{"role": "user", "content": context_prompt(sample.context, qa.question)}]
                 for s in scales:
-                    ad = None if s == 0 else dataclasses.replace(adapter, alpha=adapter.alpha * s)
+                    ad = None if s == 0 else adapter.scaled(s)
                     text = d2l.complete(prompt, ad, max_new_tokens=48)[0].text
                     scores[s].add(text, qa.answer, qa.question)
         results[kind] = {"n_questions": scores[scales[0]].n,

@@ -73,6 +73,13 @@ class Adapter:
         return self._replace({t: a.to(device=device, dtype=dtype) for t, a in self.A.items()},
                              {t: b.to(device=device, dtype=dtype) for t, b in self.B.items()})
 
+    def scaled(self, factor: float) -> Adapter:
+        """The same adapter at `factor` times the strength (alpha * factor; the tensors are shared, not copied)."""
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0 \
+                or factor == float("inf"):
+            raise AdapterError(f"scale factor must be a positive finite number, got {factor!r}")
+        return self._replace(dict(self.A), dict(self.B), alpha=self.alpha * float(factor))
+
     def delta_weight(self, target: str, layer: int) -> torch.Tensor:
         """The dense weight delta [d_out, d_in] of one layer (fp32)."""
         return self.alpha * self.B[target][layer].float().T @ self.A[target][layer].float()

@@ -166,8 +166,12 @@ def cd_adapter(d2l, sample: Sample, steps: int = 30, lr: float = 1e-3, rank: int
 
 # ---- evaluation ------------------------------------------------------------------------------------
 def evaluate(d2l, samples: Sequence[Sample], conditions: Sequence[str] = CONDITIONS[:3], max_new_tokens: int = 48,
-             batch_size: int = 8, chunk_tokens: int | None = None, cd_steps: int = 30) -> dict[str, dict]:
-    """Scores per condition over all questions of `samples`."""
+             batch_size: int = 8, chunk_tokens: int | None = None, cd_steps: int = 30,
+             adapter_scale: float = 1.0) -> dict[str, dict]:
+    """Scores per condition over all questions of `samples`.
+
+    `adapter_scale` multiplies the strength of the generated adapters (condition "d2l"; 1 = as generated).
+    """
     bad = set(conditions) - set(CONDITIONS)
     if bad:
         raise ValueError(f"unknown conditions {sorted(bad)}; choose from {CONDITIONS}")
@@ -180,6 +184,8 @@ def evaluate(d2l, samples: Sequence[Sample], conditions: Sequence[str] = CONDITI
         if "d2l" in conditions:
             t0 = time.time()
             ads = d2l.internalize([s.context for s in batch], chunk_tokens=chunk_tokens)
+            if adapter_scale != 1.0:
+                ads = [a.scaled(adapter_scale) for a in ads]
             scores["d2l"].seconds += time.time() - t0
             by_id = {s.id: a for s, a in zip(batch, ads, strict=False)}
             preds = d2l.generate(questions, adapters=[by_id[s.id] for s, _ in qs], max_new_tokens=max_new_tokens)

@@ -181,6 +181,28 @@ def test_adapter_bytes_round_trip_is_bit_identical():
     assert all(torch.equal(back.A[t], ad.A[t]) and torch.equal(back.B[t], ad.B[t]) for t in ad.targets)
 
 
+def test_scaled_adapter_scales_the_delta_and_evaluation_applies_it():
+    from d2l_memory.data.types import QA, Sample
+    from d2l_memory.evaluation import evaluate
+
+    d2l = tiny_d2l()
+    _randomize(d2l)
+    ad = d2l.internalize(DOC)
+    half = ad.scaled(0.5)
+    assert half.alpha == ad.alpha * 0.5 and ad.alpha == d2l.internalize(DOC).alpha  # the original keeps its strength
+    assert half.A is not ad.A and half.A["down_proj"] is ad.A["down_proj"]  # no tensor copies
+    torch.testing.assert_close(half.delta_weight("down_proj", 0), 0.5 * ad.delta_weight("down_proj", 0))
+    for bad in (0, -1.0, float("inf"), float("nan"), True, "2"):
+        with pytest.raises(AdapterError, match="scale factor"):
+            ad.scaled(bad)
+    # evaluate(adapter_scale=s) answers with the generated adapters at strength s, and only the d2l condition
+    sample = Sample(context=DOC, qas=(QA("Where does Alice live?", "Lisbon"),), kind="personal", id="s0")
+    got = evaluate(d2l, [sample], conditions=["d2l"], max_new_tokens=4, adapter_scale=0.2)["d2l"]
+    want = d2l.generate(["Where does Alice live?"], adapters=[ad.scaled(0.2)], max_new_tokens=4)
+    plain = d2l.generate(["Where does Alice live?"], adapters=[ad], max_new_tokens=4)
+    assert got["examples"][0]["pred"] == want[0] != plain[0]
+
+
 def test_svd_truncation_keeps_delta_when_rank_suffices():
     d2l = tiny_d2l()
     _randomize(d2l)

@@ -443,7 +443,7 @@ class Memory:
             in_prompt = [m.id for m in chosen]
             scale = self.config.hybrid_adapter_scale
             if in_prompt and rec.adapter is not None and scale != 1.0:  # hybrid: the text leads, the adapter shapes
-                rec = dataclasses.replace(rec, adapter=dataclasses.replace(rec.adapter, alpha=rec.adapter.alpha * scale))
+                rec = dataclasses.replace(rec, adapter=rec.adapter.scaled(scale))
         return messages, rec, in_prompt
 
     def _generate(self, user_id: str, messages: list[dict[str, str]], query: str, k: int | None,
