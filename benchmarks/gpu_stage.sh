@@ -8,7 +8,8 @@
 # model once; a throwaway run computes the targets and times SMOKE steps; pick the step count that fills
 # BUDGET seconds (FILL corrects the smoke's warm-up-inflated step time); train from ckpt; leave the result as
 # tar pieces of at most 15 MiB in $OUT (the device tool's way back).
-# Knobs: LR GLR (gains' lr multiplier) DPS (docs per step) SF (single facts) HYPERNET (JSON overrides)
+# Knobs: LR GLR (gains' lr multiplier) DPS (docs per step) QPD (questions per document per step; 4 beat 1 on
+# CPU, RESULTS.md "Twelfth session") SF (single facts) HYPERNET (JSON overrides)
 # VALEVERY VAL (held-out loss during the run: `recipe --val-every/--val`; VALEVERY=0 turns it off).
 # Dry-run on CPU: PY=.venv/bin/python SMOKE=2 BUDGET=60 DPS=2 OUT=/tmp/gpuout bash $0
 set -uo pipefail
@@ -30,7 +31,8 @@ for d in smoke run; do rm -rf "$G/$d"; mkdir -p "$G/$d/data"; tar xzf "$G/data.t
 read -r PERSONAL NIAH REALDOC SEED PHRASING < <($PY -c "import json, sys; s = json.load(open(sys.argv[1]))
 print(s['personal'], s['niah'], s['realdoc'], s['seed'], s.get('phrasing', 'third'))" "$G/run/data/spec.json")
 ARGS=(--init-from "$G/ckpt" --hypernet "$HYPERNET" --gain-lr-mult "${GLR:-1}"
-      --lr "${LR:-1e-4}" --warmup 30 --contrast-weight 0.3 --docs-per-step "$DPS" --qas-per-doc 1 --max-chunks 4
+      --lr "${LR:-1e-4}" --warmup 30 --contrast-weight 0.3 --docs-per-step "$DPS" --qas-per-doc "${QPD:-4}"
+      --max-chunks 4
       --personal "$PERSONAL" --niah "$NIAH" --realdoc "$REALDOC" --seed "$SEED" --single-facts "${SF:-3000}"
       --phrasing "$PHRASING")
 echo "setup $(( $(date +%s) - t0 ))s"
