@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load, save
 
+from .config import is_number
 from .errors import AdapterError
 
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -75,8 +76,7 @@ class Adapter:
 
     def scaled(self, factor: float) -> Adapter:
         """The same adapter at `factor` times the strength (alpha * factor; the tensors are shared, not copied)."""
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0 \
-                or factor == float("inf"):
+        if not is_number(factor) or factor <= 0:
             raise AdapterError(f"scale factor must be a positive finite number, got {factor!r}")
         return self._replace(dict(self.A), dict(self.B), alpha=self.alpha * float(factor))
 

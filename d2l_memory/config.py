@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
+
+
+def is_number(v: Any) -> bool:
+    """A finite int or float (a bool is not a number here)."""
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
 
 
 def _check(cond: bool, name: str, msg: str) -> None:

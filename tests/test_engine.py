@@ -195,7 +195,7 @@ def test_scaled_adapter_scales_the_delta_and_evaluation_applies_it():
     for bad in (0, -1.0, float("inf"), float("nan"), True, "2"):
         with pytest.raises(AdapterError, match="scale factor"):
             ad.scaled(bad)
-    # evaluate(adapter_scale=s) answers with the generated adapters at strength s, and only the d2l condition
+    # evaluate(adapter_scale=s) answers with the generated adapters at strength s
     sample = Sample(context=DOC, qas=(QA("Where does Alice live?", "Lisbon"),), kind="personal", id="s0")
     got = evaluate(d2l, [sample], conditions=["d2l"], max_new_tokens=4, adapter_scale=0.2)["d2l"]
     want = d2l.generate(["Where does Alice live?"], adapters=[ad.scaled(0.2)], max_new_tokens=4)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import is_number
 from ..errors import ConfigError
 
 WEIGHTINGS = ("softmax", "uniform")
@@ -77,16 +77,16 @@ class MemoryConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 _fail(name, f"must be an int >= 0, got {v!r}", f"pass e.g. {name}={_DEFAULTS[name]} (0 disables it)")
-        if not _is_number(self.min_similarity) or not -1.0 <= self.min_similarity <= 1.0:
+        if not is_number(self.min_similarity) or not -1.0 <= self.min_similarity <= 1.0:
             _fail("min_similarity", f"must be a cosine similarity in [-1, 1], got {self.min_similarity!r}",
                   "pass e.g. min_similarity=0.2 (-1 keeps every memory)")
-        if not _is_number(self.hybrid_adapter_scale) or not 0 < self.hybrid_adapter_scale <= 4:
+        if not is_number(self.hybrid_adapter_scale) or not 0 < self.hybrid_adapter_scale <= 4:
             _fail("hybrid_adapter_scale", f"must be in (0, 4], got {self.hybrid_adapter_scale!r}",
                   "pass e.g. hybrid_adapter_scale=0.5 (1: the adapter as generated; for none, use_adapters=False)")
-        if not _is_number(self.softmax_temperature) or self.softmax_temperature <= 0:
+        if not is_number(self.softmax_temperature) or self.softmax_temperature <= 0:
             _fail("softmax_temperature", f"must be > 0, got {self.softmax_temperature!r}",
                   "pass e.g. softmax_temperature=0.1, or weighting='uniform'")
-        if not _is_number(self.temperature) or self.temperature < 0:
+        if not is_number(self.temperature) or self.temperature < 0:
             _fail("temperature", f"must be >= 0, got {self.temperature!r}", "pass 0 for greedy decoding")
         for name, allowed in (("weighting", WEIGHTINGS), ("weight_norm", WEIGHT_NORMS), ("merge", MERGES),
                               ("adapter_dtype", ADAPTER_DTYPES)):
@@ -126,10 +126,6 @@ def check_context(context_tokens: Any, use_adapters: Any, where: str = "`{}`") -
     if not use_adapters and context_tokens == 0:
         raise ConfigError(f"{where.format('use_adapters')} is False and context_tokens is 0, so recalled memories "
                           "would not be used at all. Fix: set use_adapters=True, or context_tokens > 0 (e.g. 1024)")
-
-
-def _is_number(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
 
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(MemoryConfig)}
