@@ -26,6 +26,16 @@ class TemplateAffixes:
     suffix: tuple[int, ...]  # token ids after it (end of turn + generation prompt)
 
 
+def text_ids(tokenizer, text: str) -> list[int]:
+    """Token ids of plain text: no special tokens, no chat template."""
+    return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+
+def count_tokens(tokenizer, text: str) -> int:
+    """Tokens of plain text (no special tokens, no chat template): for budgets and haystack lengths."""
+    return len(text_ids(tokenizer, text))
+
+
 def template_affixes(tokenizer) -> TemplateAffixes:
     """Chat-template affixes of a user turn, derived by rendering the template around a sentinel."""
     if getattr(tokenizer, "chat_template", None):
@@ -33,11 +43,10 @@ def template_affixes(tokenizer) -> TemplateAffixes:
                                              add_generation_prompt=True)
         if _SENTINEL in text:
             pre, suf = text.split(_SENTINEL, 1)
-            enc = lambda s: tuple(tokenizer(s, add_special_tokens=False)["input_ids"]) if s else ()  # noqa: E731
-            return TemplateAffixes(enc(pre), enc(suf))
+            return TemplateAffixes(tuple(text_ids(tokenizer, pre)), tuple(text_ids(tokenizer, suf)))
     # No chat template (a base model): BOS before the document, a newline after it.
     bos = (tokenizer.bos_token_id,) if tokenizer.bos_token_id is not None else ()
-    return TemplateAffixes(bos, tuple(tokenizer("\n", add_special_tokens=False)["input_ids"]))
+    return TemplateAffixes(bos, tuple(text_ids(tokenizer, "\n")))
 
 
 def check_text(text) -> str:
@@ -72,7 +81,7 @@ class ContextEncoder:
         self.affixes = template_affixes(tokenizer)
 
     def tokenize(self, text: str) -> list[int]:
-        return self.tokenizer(check_text(text), add_special_tokens=False)["input_ids"]
+        return text_ids(self.tokenizer, check_text(text))
 
     def chunk(self, ids: list[int], chunk_tokens: int, n_chunks: int | None = None) -> list[list[int]]:
         """Chunks of document ids, each wrapped in the template affixes."""

@@ -19,7 +19,7 @@ from . import checkpoint as ckpt
 from .adapter import Adapter
 from .batching import pad_ids
 from .config import EncoderConfig, HypernetConfig
-from .encoder import ContextEncoder, check_text
+from .encoder import ContextEncoder, check_text, count_tokens, text_ids
 from .errors import CheckpointError, InputError
 from .hypernet import HyperLoRA
 from .lora import apply_lora, find_target_modules, find_target_paths, pad_rank
@@ -213,7 +213,7 @@ class D2L:
 
     def count_tokens(self, text: str) -> int:
         """Tokens of plain text (no special tokens, no chat template): for budgets and haystack lengths."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return count_tokens(self.tokenizer, text)
 
     @property
     def context_window(self) -> int:
@@ -234,7 +234,7 @@ class D2L:
             raise InputError("a prompt must be a non-empty str or a list of {'role', 'content'} dicts")
         if getattr(self.tokenizer, "chat_template", None):
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            return text_ids(self.tokenizer, text)
         text = "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"
         return self.tokenizer(text)["input_ids"]
 

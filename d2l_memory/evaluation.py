@@ -31,6 +31,7 @@ import torch
 
 from .batching import pad_ids
 from .data.types import Sample
+from .encoder import text_ids
 from .prompts import context_prompt
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class Scores:
 def answer_logprob(d2l, question: str, answer: str, adapter=None) -> float:
     """Mean log-probability per token of `answer` (plus EOS) after `question`, with an optional adapter."""
     prompt = d2l.prompt_ids(question)
-    ans = d2l.tokenizer(answer.strip(), add_special_tokens=False)["input_ids"] + [d2l.tokenizer.eos_token_id]
+    ans = text_ids(d2l.tokenizer, answer.strip()) + [d2l.tokenizer.eos_token_id]
     ids = torch.tensor([prompt + ans], device=d2l.device)
     with d2l.lora_context([adapter]), d2l.autocast():
         logits = d2l.model(input_ids=ids).logits[0, len(prompt) - 1: -1].float()

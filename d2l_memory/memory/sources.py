@@ -5,12 +5,14 @@ Every check here runs before anything is internalized or stored, so bad input st
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..encoder import count_tokens
 from ..errors import InputError
 
 TEXT_SUFFIXES = (".txt", ".md", ".rst")
@@ -147,7 +149,7 @@ def split_units(units: Sequence[str], max_tokens: int, tokenizer, sep: str = "\n
     Units are never split unless one alone is too long; then it is split on sentence boundaries, and a
     sentence that is still too long is cut at token boundaries.
     """
-    count: Callable[[str], int] = lambda s: len(tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
+    count: Callable[[str], int] = functools.partial(count_tokens, tokenizer)
     pieces: list[tuple[str, int]] = []
     for u in units:
         n = count(u)

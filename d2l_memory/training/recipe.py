@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import random
@@ -19,6 +20,7 @@ import torch
 from ..data.niah import build_niah
 from ..data.personal import QUESTION_PERSONS, build_personal
 from ..data.types import Sample, read_jsonl, write_jsonl
+from ..encoder import count_tokens
 from ..engine import D2L
 from .teacher import compute_targets, generate_targets, load_targets, save_targets
 from .trainer import TrainConfig, Trainer
@@ -84,7 +86,7 @@ class DataSpec:
 
 def build_samples(tokenizer, spec: DataSpec, split: str = "train") -> list[Sample]:
     """The spec's samples (no targets); `tokenizer` (the base model's) sizes the NIAH haystacks."""
-    count = lambda s: len(tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
+    count = functools.partial(count_tokens, tokenizer)
     samples: list[Sample] = []
     if spec.personal:
         samples += build_personal(spec.personal, seed=spec.seed, split=split, question_person=spec.phrasing)

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from ..batching import pad_ids
 from ..data.types import Sample
+from ..encoder import text_ids
 from ..prompts import context_prompt
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def compute_targets(d2l, samples: list[Sample], k: int = 16, batch_size: int = 8
     for s in samples:
         for qi, qa in enumerate(s.qas):
             ans = (answers or {}).get(_key(s, qi), qa.answer)
-            ans_ids = tok(ans.strip(), add_special_tokens=False)["input_ids"][:64] + [eos]
+            ans_ids = text_ids(tok, ans.strip())[:64] + [eos]
             rows.append((_key(s, qi), s, qa, ans_ids))
     targets: dict[str, Target] = {}
     if not use_teacher:
