@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import InputError
+from .tokens import text_ids
 
 _SENTINEL = "\u2063D2L_DOCUMENT\u2063"
 
@@ -24,16 +25,6 @@ _SENTINEL = "\u2063D2L_DOCUMENT\u2063"
 class TemplateAffixes:
     prefix: tuple[int, ...]  # token ids before the document (e.g. system turn + "<|im_start|>user\n")
     suffix: tuple[int, ...]  # token ids after it (end of turn + generation prompt)
-
-
-def text_ids(tokenizer, text: str) -> list[int]:
-    """Token ids of plain text: no special tokens, no chat template."""
-    return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
-
-
-def count_tokens(tokenizer, text: str) -> int:
-    """Tokens of plain text (no special tokens, no chat template): for budgets and haystack lengths."""
-    return len(text_ids(tokenizer, text))
 
 
 def template_affixes(tokenizer) -> TemplateAffixes:

@@ -19,11 +19,12 @@ from . import checkpoint as ckpt
 from .adapter import Adapter
 from .batching import pad_ids
 from .config import EncoderConfig, HypernetConfig
-from .encoder import ContextEncoder, check_text, count_tokens, text_ids
+from .encoder import ContextEncoder, check_text
 from .errors import CheckpointError, InputError
 from .hypernet import HyperLoRA
 from .lora import apply_lora, find_target_modules, find_target_paths, pad_rank
 from .models import DEFAULT_MODEL, load_base_model, model_fingerprint
+from .tokens import count_tokens, text_ids
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ import torch
 
 from .batching import pad_ids
 from .data.types import Sample
-from .encoder import text_ids
 from .prompts import context_prompt
+from .tokens import text_ids
 
 log = logging.getLogger(__name__)
 CONDITIONS = ("d2l", "in_context", "no_doc", "cd")

@@ -41,6 +41,8 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
+from d2l_memory.aio import iterate_in_thread
+
 log = logging.getLogger(__name__)
 
 PROVIDER = "d2l-memory"
@@ -456,12 +458,8 @@ class ChatD2LMemory(BaseChatModel):
         call = await asyncio.to_thread(self._resolve, messages, stop, dict(kwargs))
         stream = await asyncio.to_thread(self.get_memory().stream, call.user_id, call.chat, **call.gen)
         text = _StreamText(call.stop)
-        done = object()
         try:
-            while True:
-                piece = await asyncio.to_thread(next, stream, done)
-                if piece is done:
-                    break
+            async for piece in iterate_in_thread(stream):
                 out = text.feed(piece)
                 if out:
                     chunk = ChatGenerationChunk(message=AIMessageChunk(content=out))

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..aio import iterate_in_thread
 from ..errors import AdapterError, InputError
 from ..store import AdapterStore, MemoryRecord, NewMemory
 from ..store import validate as sv
@@ -720,12 +721,8 @@ class Memory:
     async def astream(self, user_id: str, messages: list[dict[str, str]] | str, **kw: Any) -> AsyncIterator[str]:
         """:meth:`stream` as an async iterator; generation runs in a worker thread."""
         stream = await asyncio.to_thread(self.stream, user_id, messages, **kw)
-        done = object()
         try:
-            while True:
-                piece = await asyncio.to_thread(next, stream, done)
-                if piece is done:
-                    break
+            async for piece in iterate_in_thread(stream):
                 yield piece
         finally:
             stream.close()

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..encoder import count_tokens
 from ..errors import InputError
+from ..tokens import count_tokens
 
 TEXT_SUFFIXES = (".txt", ".md", ".rst")
 _PARAGRAPH = re.compile(r"\n[ \t]*\n+")

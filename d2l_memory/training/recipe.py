@@ -20,8 +20,8 @@ import torch
 from ..data.niah import build_niah
 from ..data.personal import QUESTION_PERSONS, build_personal
 from ..data.types import Sample, read_jsonl, write_jsonl
-from ..encoder import count_tokens
 from ..engine import D2L
+from ..tokens import count_tokens
 from .teacher import compute_targets, generate_targets, load_targets, save_targets
 from .trainer import TrainConfig, Trainer
 

@@ -19,8 +19,8 @@ from safetensors.torch import load_file, save_file
 
 from ..batching import pad_ids
 from ..data.types import Sample
-from ..encoder import text_ids
 from ..prompts import context_prompt
+from ..tokens import text_ids
 
 log = logging.getLogger(__name__)
 
