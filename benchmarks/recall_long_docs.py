@@ -19,6 +19,7 @@ the default now: token-weighted mean of window embeddings) and smaller memories 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import time
@@ -29,6 +30,7 @@ from d2l_memory.data.realdocs import load_docs
 from d2l_memory.memory import SentenceTransformerEmbedder
 from d2l_memory.memory.sources import load_source, split_source
 from d2l_memory.models import load_tokenizer
+from d2l_memory.tokens import count_tokens
 
 SOURCES = ("python_faq", "debian_faq", "foldoc")
 
@@ -85,7 +87,7 @@ def niah_rows(embedders: dict, tokenizer, lengths: list[int], n: int, memory_tok
     """The NIAH haystacks of the length sweep ingested as memories: does the needle's memory rank in the top k?"""
     from d2l_memory.data.niah import build_niah, needle
 
-    count = lambda s: len(tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
+    count = functools.partial(count_tokens, tokenizer)
     rows = []
     for L in lengths:
         samples = build_niah(n, token_range=(int(L * 0.9), int(L * 1.1)), seed=0, split="test", count_tokens=count)

@@ -19,4 +19,4 @@ async def iterate_in_thread(iterator: Iterator[T]) -> AsyncIterator[T]:
         item = await asyncio.to_thread(next, iterator, done)
         if item is done:
             return
-        yield item  # type: ignore[misc]
+        yield item
