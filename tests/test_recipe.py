@@ -113,7 +113,7 @@ def test_val_every_logs_a_heldout_curve_and_validate_compares_checkpoints(tmp_pa
     args = ["--out", str(out), "--base-model", tiny_base, "--personal", "6", "--niah", "4", "--realdoc", "0",
             "--steps", "4", "--warmup", "1", "--docs-per-step", "2", "--qas-per-doc", "1", "--save-every", "2",
             "--hypernet", json.dumps(TINY), "--base-dtype", "float32", "--val-every", "2",
-            "--val", "personal=4,niah=4,facts=4"]
+            "--val", "personal=4,niah=4,facts=4", "--keep-every", "2"]
     main([*args, "--until", "2"])
     main(args)  # resumes at step 2
     curve = [json.loads(line) for line in (out / "val.jsonl").read_text().splitlines()]
@@ -129,11 +129,16 @@ def test_val_every_logs_a_heldout_curve_and_validate_compares_checkpoints(tmp_pa
     assert [v["step"] for v in state["val_history"]] == [0, 2, 4]
 
     capsys.readouterr()
-    res = validate.main([str(out / "final"), "--base-model", tiny_base, "--personal", "4", "--niah", "4",
-                         "--facts", "4", "--data", str(out / "val_data"), "--out", str(tmp_path / "v.json")])
-    # The same held-out set and weights as the run's last entry: the same numbers.
+    kept = [out / "step_00002", out / "step_00004"]  # --keep-every 2, across the resume
+    res = validate.main([str(out / "final"), *map(str, kept), "--base-model", tiny_base, "--personal", "4",
+                         "--niah", "4", "--facts", "4", "--data", str(out / "val_data"),
+                         "--out", str(tmp_path / "v.json")])
+    # The same held-out set and weights as the run's entries: the same numbers (final = the step-4 snapshot).
     for g in ("personal", "niah", "facts"):
         assert res[str(out / "final")][g]["own"] == pytest.approx(curve[-1]["val"][g]["own"], rel=1e-4)
+        assert res[str(kept[1])][g]["own"] == pytest.approx(curve[-1]["val"][g]["own"], rel=1e-4)
+        assert res[str(kept[0])][g]["own"] == pytest.approx(curve[1]["val"][g]["own"], rel=1e-4)
+    assert res[str(kept[0])]["niah"]["own"] != res[str(kept[1])]["niah"]["own"]  # two different snapshots
     assert "| checkpoint |" in capsys.readouterr().out
     assert json.loads((tmp_path / "v.json").read_text())["results"].keys() == res.keys()
 

@@ -7,7 +7,6 @@ if the embedder does not do it).
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import logging
 import os
@@ -19,6 +18,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from ..tokens import token_windows
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +118,10 @@ class SentenceTransformerEmbedder:
         # [n_windows] pieces of all texts, and which text each belongs to, weighted by its token count
         pieces, owner, weight = [], [], []
         for i, text in enumerate(texts):
-            for piece, n in _token_windows(text, model.tokenizer, window):
+            for piece, n in token_windows(model.tokenizer, text, window):
                 pieces.append(piece)
                 owner.append(i)
-                weight.append(n)
+                weight.append(max(1, n))  # an empty text still counts
         if len(pieces) == len(texts):  # nothing too long: the plain path
             return self._encode(texts, normalize=True)
         vecs = self._encode(pieces, normalize=False)  # [n_windows, dim] mean-pooled, not normalized
@@ -141,31 +141,6 @@ class SentenceTransformerEmbedder:
         if not isinstance(n, int) or n <= 0 or getattr(self.model, "tokenizer", None) is None:
             return None
         return max(8, n - 2)
-
-
-def _token_windows(text: str, tokenizer, size: int) -> list[tuple[str, int]]:
-    """``text`` cut into consecutive pieces of at most ``size`` tokens, at word starts; with token counts.
-
-    A text that fits is returned whole. Cuts fall on the last token that starts a word (follows
-    whitespace) at or before the limit, so no word is split between windows.
-    """
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-    offsets = enc.get("offset_mapping")
-    n = len(enc["input_ids"])
-    if n <= size or offsets is None:
-        return [(text, max(1, n))]
-    starts = [i for i in range(1, n) if offsets[i][0] > offsets[i - 1][1]]  # tokens after whitespace
-    out, i = [], 0
-    while i < n:
-        j = min(i + size, n)
-        if j < n:
-            k = bisect.bisect_right(starts, j) - 1  # the last word start at or before the limit
-            j = starts[k] if k >= 0 and starts[k] > i else j
-        piece = text[offsets[i][0]:offsets[j - 1][1]].strip()
-        if piece:
-            out.append((piece, j - i))
-        i = j
-    return out or [(text, n)]
 
 
 _WORD = re.compile(r"[a-z0-9]+")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..tokens import count_tokens
+from ..tokens import count_tokens, token_windows
 
 TEXT_SUFFIXES = (".txt", ".md", ".rst")
 _PARAGRAPH = re.compile(r"\n[ \t]*\n+")
@@ -127,27 +127,11 @@ def _paragraphs(text: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------- splitting
 
 
-def _hard_split(text: str, max_tokens: int, tokenizer) -> list[str]:
-    """Cut text at token boundaries into pieces of at most max_tokens tokens (last resort)."""
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    offsets = enc.get("offset_mapping")
-    ids = enc["input_ids"]
-    if offsets is None:  # a slow tokenizer: decode token windows instead
-        return [tokenizer.decode(ids[i:i + max_tokens]) for i in range(0, len(ids), max_tokens)]
-    pieces = []
-    for i in range(0, len(ids), max_tokens):
-        start, end = offsets[i][0], offsets[min(i + max_tokens, len(ids)) - 1][1]
-        piece = text[start:end].strip()
-        if piece:
-            pieces.append(piece)
-    return pieces
-
-
 def split_units(units: Sequence[str], max_tokens: int, tokenizer, sep: str = "\n\n") -> list[str]:
     """Pack units (paragraphs, messages) into pieces of at most ~max_tokens tokens, in order.
 
     Units are never split unless one alone is too long; then it is split on sentence boundaries, and a
-    sentence that is still too long is cut at token boundaries.
+    sentence that is still too long is cut at word starts (`tokens.token_windows`).
     """
     count: Callable[[str], int] = functools.partial(count_tokens, tokenizer)
     pieces: list[tuple[str, int]] = []
@@ -163,7 +147,7 @@ def split_units(units: Sequence[str], max_tokens: int, tokenizer, sep: str = "\n
             if ns <= max_tokens:
                 pieces.append((s, ns))
             else:
-                pieces.extend((h, count(h)) for h in _hard_split(s, max_tokens, tokenizer))
+                pieces.extend(token_windows(tokenizer, s, max_tokens))  # last resort: word-start cuts
     chunks: list[str] = []
     cur: list[str] = []
     cur_n = 0

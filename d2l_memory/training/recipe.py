@@ -177,6 +177,9 @@ def run(out: str, base_model: str = "smollm2-135m", spec: DataSpec | None = None
     checkpoint on your own data. Its architecture is kept: `hypernet_overrides` may only add parts that start
     as a no-op (e.g. `{"copy_keys": true}`), never change the shape of a trained one.
 
+    `config.keep_every` > 0 also keeps a loadable checkpoint `out/step_NNNNN` every that many steps, so the
+    best point of the held-out curve can be picked afterwards (the held-out loss often turns before the end).
+
     `val_spec` (with `config.val_every` > 0) builds held-out documents from the builders' test split, cached in
     `out/val_data`, whose loss is logged every `val_every` steps (`out/val.jsonl`, the learning curve).
 
@@ -208,6 +211,8 @@ def run(out: str, base_model: str = "smollm2-135m", spec: DataSpec | None = None
             on_step(info)
         if trainer.step % config.save_every == 0 or trainer.step == config.steps:
             export(d2l, trainer, Path(out) / "final", spec)
+        if config.keep_every and trainer.step % config.keep_every == 0:  # snapshots to pick the best one from
+            export(d2l, trainer, Path(out) / f"step_{trainer.step:05d}", spec)
 
     trainer.train(on_step=hook, until=until)
     return export(d2l, trainer, Path(out) / "final", spec)
@@ -296,6 +301,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--hypernet", default="{}", help="HypernetConfig overrides as JSON, e.g. '{\"rank\": 16}'")
     p.add_argument("--val-every", type=int, default=0,
                    help="held-out loss every N steps (OUT/val.jsonl and the learning curve; 0 = off)")
+    p.add_argument("--keep-every", type=int, default=0,
+                   help="also keep a checkpoint OUT/step_NNNNN every N steps, to pick from (0 = only OUT/final)")
     p.add_argument("--val", default="personal=48,niah=16,facts=48,realdoc=0",
                    help="held-out documents for --val-every, from the test split (realdoc needs teacher passes)")
     p.add_argument("--samples-only", action="store_true",
@@ -307,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
                       qas_per_doc=a.qas_per_doc, save_every=a.save_every, seed=a.seed,
                       contrast_weight=a.contrast_weight, contrast_margin=a.contrast_margin,
                       gain_lr_mult=a.gain_lr_mult,
-                      max_chunks=a.max_chunks, val_every=a.val_every,
+                      max_chunks=a.max_chunks, val_every=a.val_every, keep_every=a.keep_every,
                       extra={"command": "python -m d2l_memory.training.recipe " + " ".join(argv or [])})
     spec = DataSpec(personal=a.personal, niah=a.niah, realdoc=a.realdoc, single_facts=a.single_facts,
                     facts_only=a.facts_only, seed=a.seed, phrasing=a.phrasing)

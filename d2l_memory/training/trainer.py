@@ -65,6 +65,7 @@ class TrainConfig:
     save_every: int = 50
     log_every: int = 10
     val_every: int = 0  # held-out loss every this many steps (0: never; needs the Trainer's `val` data)
+    keep_every: int = 0  # the recipe keeps a loadable checkpoint `out/step_NNNNN` every this many steps (0: never)
     seed: int = 0
     extra: dict = field(default_factory=dict)  # free-form notes stored with the run (data seeds, command)
 
@@ -75,6 +76,8 @@ class TrainConfig:
                 raise ConfigError(f"`{name}` must be a positive int, got {getattr(self, name)!r}")
         if not isinstance(self.val_every, int) or self.val_every < 0:
             raise ConfigError(f"`val_every` must be an int >= 0 (0 = no held-out loss), got {self.val_every!r}")
+        if not isinstance(self.keep_every, int) or self.keep_every < 0:
+            raise ConfigError(f"`keep_every` must be an int >= 0 (0 = keep only `final`), got {self.keep_every!r}")
         if not self.gain_lr_mult > 0:
             raise ConfigError(f"`gain_lr_mult` must be > 0, got {self.gain_lr_mult!r}")
         if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):

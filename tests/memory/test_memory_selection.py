@@ -64,18 +64,18 @@ LONG_ENTRY = " ".join([
 
 
 def test_token_windows_cover_a_long_text_at_word_boundaries(minilm):
-    from d2l_memory.memory.embedders import _token_windows
+    from d2l_memory.tokens import token_windows
 
     tok = minilm.model.tokenizer
     size = minilm._window_tokens()
     assert size == minilm.model.max_seq_length - 2
-    pieces = _token_windows(LONG_ENTRY, tok, size)
+    pieces = token_windows(tok, LONG_ENTRY, size)
     n_total = len(tok(LONG_ENTRY, add_special_tokens=False, verbose=False)["input_ids"])
     assert len(pieces) == 2 and n_total > size
     assert all(n <= size and len(tok(p, add_special_tokens=False)["input_ids"]) == n for p, n in pieces)
     assert sum(n for _, n in pieces) == n_total
     assert " ".join(p for p, _ in pieces).split() == LONG_ENTRY.split()  # no word cut in two
-    assert _token_windows("a short text", tok, size) == [("a short text", 3)]
+    assert token_windows(tok, "a short text", size) == [("a short text", 3)]
 
 
 @pytest.mark.parametrize("long_text", ["windows", "truncate"])
