@@ -153,6 +153,13 @@ def test_val_flag_errors_name_the_fix(tmp_path, tiny_base, capsys):
             main([*base, "--val", bad])
         assert msg in capsys.readouterr().err
         assert not (tmp_path / "x").exists()
+    for flag, value, msg in (("--keep-every", "-1", "`keep_every` must be an int >= 0"),
+                             ("--steps", "0", "`steps` must be a positive int"),
+                             ("--personal", "-3", "personal")):
+        with pytest.raises(SystemExit):
+            main([*base[:4], flag, value])
+        assert msg in capsys.readouterr().err
+        assert not (tmp_path / "x").exists()
 
 
 def test_phrasing_is_part_of_the_data_cache(tmp_path, tiny_base, capsys):

@@ -310,14 +310,17 @@ def main(argv: list[str] | None = None) -> None:
                         "are computed where the training runs")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    cfg = TrainConfig(out_dir=a.out, steps=a.steps, lr=a.lr, warmup=min(a.warmup, a.steps - 1), docs_per_step=a.docs_per_step,
-                      qas_per_doc=a.qas_per_doc, save_every=a.save_every, seed=a.seed,
-                      contrast_weight=a.contrast_weight, contrast_margin=a.contrast_margin,
-                      gain_lr_mult=a.gain_lr_mult,
-                      max_chunks=a.max_chunks, val_every=a.val_every, keep_every=a.keep_every,
-                      extra={"command": "python -m d2l_memory.training.recipe " + " ".join(argv or [])})
-    spec = DataSpec(personal=a.personal, niah=a.niah, realdoc=a.realdoc, single_facts=a.single_facts,
-                    facts_only=a.facts_only, seed=a.seed, phrasing=a.phrasing)
+    try:  # a bad flag value: one line naming the field, before anything is built or written
+        cfg = TrainConfig(out_dir=a.out, steps=a.steps, lr=a.lr, warmup=min(a.warmup, a.steps - 1), docs_per_step=a.docs_per_step,
+                          qas_per_doc=a.qas_per_doc, save_every=a.save_every, seed=a.seed,
+                          contrast_weight=a.contrast_weight, contrast_margin=a.contrast_margin,
+                          gain_lr_mult=a.gain_lr_mult,
+                          max_chunks=a.max_chunks, val_every=a.val_every, keep_every=a.keep_every,
+                          extra={"command": "python -m d2l_memory.training.recipe " + " ".join(argv or [])})
+        spec = DataSpec(personal=a.personal, niah=a.niah, realdoc=a.realdoc, single_facts=a.single_facts,
+                        facts_only=a.facts_only, seed=a.seed, phrasing=a.phrasing)
+    except ValueError as e:  # ConfigError is one
+        p.error(str(e))
     if a.samples_only:
         print(json.dumps({"samples": str(write_samples(a.base_model, spec, Path(a.out) / "data"))}))
         return
