@@ -11,6 +11,11 @@
 # Knobs: LR GLR (gains' lr multiplier) DPS (docs per step) QPD (questions per document per step; 4 beat 1 on
 # CPU, RESULTS.md "Twelfth session") SF (single facts) HYPERNET (JSON overrides)
 # VALEVERY VAL (held-out loss during the run: `recipe --val-every/--val`; VALEVERY=0 turns it off).
+# LRS="1e-4 5e-5": one run per lr, side by side on the one GPU (a SmolLM2 step is launch-bound, so they share
+# it); SLOW = how much slower a step gets with them all running (sizes the step count). Each run keeps a
+# snapshot at every held-out point; the one with the lowest held-out loss (mean over kinds of own loss / its
+# step-0 value) comes back as stage.tar.*, the runner-up's is left in $G/second.tar (a next call can send it:
+# split -b 15M $G/second.tar $OUT/second.tar.), with every run's log.jsonl and val.jsonl and the pick.
 # Dry-run on CPU: PY=.venv/bin/python SMOKE=2 BUDGET=60 DPS=2 OUT=/tmp/gpuout bash $0
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -39,17 +44,50 @@ echo "setup $(( $(date +%s) - t0 ))s"
 $PY -m d2l_memory.training.recipe --out "$G/smoke" --steps 1000 --until "$SMOKE" --save-every 500 "${ARGS[@]}" \
   > "$OUT/smoke.log" 2>&1 || { tail -30 "$OUT/smoke.log"; exit 1; }
 cp -n "$G/smoke/data"/targets.* "$G/run/data/"  # the teacher ran once, in the smoke run
-N=$($PY - "$G/smoke/log.jsonl" "$BUDGET" "$MAXN" "${FILL:-1.5}" <<'EOF'
+N=$($PY - "$G/smoke/log.jsonl" "$BUDGET" "$MAXN" "${FILL:-1.5}" "${SLOW:-1}" <<'EOF'
 import json, statistics, sys
 secs = [json.loads(line)["sec"] for line in open(sys.argv[1])][2:] or [1.0]
-s = statistics.median(secs)
+s = statistics.median(secs) * float(sys.argv[5])
 n = max(50, min(int(sys.argv[3]), int(float(sys.argv[4]) * float(sys.argv[2]) / (s + 0.02))))
 print(n); print(f"median {s:.3f}s/step -> {n} steps", file=sys.stderr)
 EOF
 )
-echo "training $N steps ($(( $(date +%s) - t0 ))s so far)"
-timeout "$BUDGET" $PY -m d2l_memory.training.recipe --out "$G/run" --steps "$N" --save-every 50 "${ARGS[@]}" \
-  --val-every "${VALEVERY:-100}" --val "${VAL:-personal=64,niah=32,facts=64,realdoc=16}" > "$OUT/train.log" 2>&1; echo "train rc $? after $(( $(date +%s) - t0 ))s"
-tail -5 "$OUT/train.log"
-tar cf - -C "$G/run" $(cd "$G/run" && ls -d final log.jsonl val.jsonl learning_curve.png 2>/dev/null) | split -b 15M - "$OUT/stage.tar."
+echo "training $N steps x runs at lr ${LRS:-${LR:-1e-4}} ($(( $(date +%s) - t0 ))s so far)"
+i=0; KEEP=${VALEVERY:-100}; [ "$KEEP" -gt 0 ] || KEEP=50
+for lr in ${LRS:-${LR:-1e-4}}; do
+  i=$((i + 1)); R="$G/run$i"; [ "$i" = 1 ] || { rm -rf "$R"; mkdir -p "$R/data"; cp "$G/run/data"/* "$R/data/"; }
+  [ "$i" = 1 ] && R="$G/run"
+  timeout "$BUDGET" $PY -m d2l_memory.training.recipe --out "$R" --steps "$N" --save-every 100 "${ARGS[@]}" \
+    --lr "$lr" --keep-every "$KEEP" --val-every "${VALEVERY:-100}" \
+    --val "${VAL:-personal=64,niah=32,facts=64,realdoc=16}" > "$OUT/train$i.log" 2>&1 &
+done
+wait; echo "train done after $(( $(date +%s) - t0 ))s"
+for f in "$OUT"/train*.log; do echo "== $f"; grep -E "held-out|Error|error" "$f" | tail -4; tail -2 "$f"; done
+$PY - "$G" > "$OUT/pick.json" <<'EOF2'
+import json, sys
+from pathlib import Path
+g = Path(sys.argv[1])
+cands = []
+for run in sorted(g.glob("run*")):
+    rows = [json.loads(x) for x in open(run / "val.jsonl")] if (run / "val.jsonl").is_file() else []
+    if not rows:
+        continue
+    base = rows[0]["val"]
+    for r in rows[1:]:
+        snap = run / f"step_{r['step']:05d}"
+        if (snap / "d2l_config.json").is_file():
+            score = sum(r["val"][k]["own"] / base[k]["own"] for k in base) / len(base)
+            cands.append({"snapshot": str(snap), "step": r["step"], "score": round(score, 4),
+                          "own": {k: round(v["own"], 4) for k, v in r["val"].items()}})
+cands.sort(key=lambda c: c["score"])
+print(json.dumps({"ranked": cands}, indent=1))
+EOF2
+cat "$OUT/pick.json" | head -40
+best=$($PY -c "import json,sys; r=json.load(open(sys.argv[1]))['ranked']; print(r[0]['snapshot'] if r else '')" "$OUT/pick.json")
+[ -n "$best" ] || { [ -f "$G/run/final/d2l_config.json" ] && best="$G/run/final"; }  # no held-out point passed
+second=$($PY -c "import json,sys; r=json.load(open(sys.argv[1]))['ranked']; print(r[1]['snapshot'] if len(r) > 1 else '')" "$OUT/pick.json")
+rm -rf "$G/logs"; mkdir -p "$G/logs"; for R in "$G"/run*; do n=$(basename "$R"); cp "$R/log.jsonl" "$G/logs/$n.log.jsonl" 2>/dev/null; cp "$R/val.jsonl" "$G/logs/$n.val.jsonl" 2>/dev/null; done
+cp "$OUT/pick.json" "$G/logs/"; mv "$OUT"/*.log "$G/logs/"  # 8 files come back at most: the logs travel in the tar
+[ -n "$best" ] && tar cf - -C "$(dirname "$best")" "$(basename "$best")" -C "$PWD/$G" logs | split -b 15M - "$OUT/stage.tar."
+[ -n "$second" ] && tar cf "$G/second.tar" -C "$(dirname "$second")" "$(basename "$second")"
 ls -la "$OUT"
