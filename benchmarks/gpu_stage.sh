@@ -3,14 +3,16 @@
 #
 # benchmarks/gpu_prepare.sh builds what it expects under $G (default runs/gpu: ignored by .gitignore, so a warm
 # machine keeps it between calls; paths ignored only by .git/info/exclude were deleted): ga + gb (the SmolLM2
-# GGUF in two halves), ckpt/ (the checkpoint to start from), data.tgz (train.jsonl + spec.json; targets.* are
-# computed here when absent) and site/ (wheels installed with pip --target). Steps: join + dequantize the base
+# GGUF in two halves), ckpt/ (the checkpoint to start from), data.tgz (data/ with train.jsonl + spec.json,
+# val_data/ with the held-out test.jsonl, val.txt with their --val; targets are computed here) and site/
+# (wheels installed with pip --target). Steps: join + dequantize the base
 # model once; a throwaway run computes the targets and times SMOKE steps; pick the step count that fills
 # BUDGET seconds (FILL corrects the smoke's warm-up-inflated step time); train from ckpt; leave the result as
 # tar pieces of at most 15 MiB in $OUT (the device tool's way back).
 # Knobs: LR GLR (gains' lr multiplier) DPS (docs per step) QPD (questions per document per step; 4 beat 1 on
 # CPU, RESULTS.md "Twelfth session") SF (single facts) HYPERNET (JSON overrides)
-# VALEVERY VAL (held-out loss during the run: `recipe --val-every/--val`; VALEVERY=0 turns it off).
+# VALEVERY (held-out loss every that many steps: `recipe --val-every`, on the documents gpu_prepare.sh built
+# from its VAL; VALEVERY=0 turns it off).
 # LRS="1e-4 5e-5": one run per lr, side by side on the one GPU (a SmolLM2 step is launch-bound, so they share
 # it); SLOW = how much slower a step gets with them all running (sizes the step count). Each run keeps a
 # snapshot at every held-out point; the one with the lowest held-out loss (mean over kinds of own loss / its
@@ -31,7 +33,13 @@ if [ ! -f "$G/cache/models/smollm2-135m/config.json" ]; then
 fi
 $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__,
       'device', torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"
-for d in smoke run; do rm -rf "$G/$d"; mkdir -p "$G/$d/data"; tar xzf "$G/data.tgz" -C "$G/$d/data"; done
+# REUSE=1 (a rerun on the same warm machine): keep the last smoke run, its teacher targets and its step time
+reuse=0; [ "${REUSE:-0}" = 1 ] && [ -f "$G/smoke/data/targets.json" ] && [ -f "$G/smoke/log.jsonl" ] && reuse=1
+for d in smoke run; do
+  [ "$d" = smoke ] && [ "$reuse" = 1 ] && continue
+  rm -rf "$G/$d"; mkdir -p "$G/$d"; tar xzf "$G/data.tgz" -C "$G/$d"
+done
+rm -rf "$G/smoke/val_data"; VAL=$(cat "$G/run/val.txt")  # the held-out documents built with the data
 # the data spec is the one the samples were built with (benchmarks/gpu_prepare.sh)
 read -r PERSONAL NIAH REALDOC SEED PHRASING < <($PY -c "import json, sys; s = json.load(open(sys.argv[1]))
 print(s['personal'], s['niah'], s['realdoc'], s['seed'], s.get('phrasing', 'third'))" "$G/run/data/spec.json")
@@ -41,9 +49,10 @@ ARGS=(--init-from "$G/ckpt" --hypernet "$HYPERNET" --gain-lr-mult "${GLR:-1}"
       --personal "$PERSONAL" --niah "$NIAH" --realdoc "$REALDOC" --seed "$SEED" --single-facts "${SF:-3000}"
       --phrasing "$PHRASING")
 echo "setup $(( $(date +%s) - t0 ))s"
+[ "$reuse" = 1 ] && echo "reusing the last smoke run" || \
 $PY -m d2l_memory.training.recipe --out "$G/smoke" --steps 1000 --until "$SMOKE" --save-every 500 "${ARGS[@]}" \
   > "$OUT/smoke.log" 2>&1 || { tail -30 "$OUT/smoke.log"; exit 1; }
-cp -n "$G/smoke/data"/targets.* "$G/run/data/"  # the teacher ran once, in the smoke run
+cp "$G/smoke/data"/targets.* "$G/run/data/"  # the teacher ran once, in the smoke run
 N=$($PY - "$G/smoke/log.jsonl" "$BUDGET" "$MAXN" "${FILL:-1.5}" "${SLOW:-1}" <<'EOF'
 import json, statistics, sys
 secs = [json.loads(line)["sec"] for line in open(sys.argv[1])][2:] or [1.0]
@@ -53,15 +62,18 @@ print(n); print(f"median {s:.3f}s/step -> {n} steps", file=sys.stderr)
 EOF
 )
 echo "training $N steps x runs at lr ${LRS:-${LR:-1e-4}} ($(( $(date +%s) - t0 ))s so far)"
-i=0; KEEP=${VALEVERY:-100}; [ "$KEEP" -gt 0 ] || KEEP=50
+pids=(); i=0; KEEP=${VALEVERY:-100}; [ "$KEEP" -gt 0 ] || KEEP=50
 for lr in ${LRS:-${LR:-1e-4}}; do
-  i=$((i + 1)); R="$G/run$i"; [ "$i" = 1 ] || { rm -rf "$R"; mkdir -p "$R/data"; cp "$G/run/data"/* "$R/data/"; }
+  i=$((i + 1)); R="$G/run$i"; [ "$i" = 1 ] || { rm -rf "$R"; mkdir -p "$R"; cp -r "$G/run/data" "$G/run/val_data" "$R/"; }
   [ "$i" = 1 ] && R="$G/run"
-  timeout "$BUDGET" $PY -m d2l_memory.training.recipe --out "$R" --steps "$N" --save-every 100 "${ARGS[@]}" \
+  $PY -m d2l_memory.training.recipe --out "$R" --steps "$N" --save-every 100 "${ARGS[@]}" \
     --lr "$lr" --keep-every "$KEEP" --val-every "${VALEVERY:-100}" \
-    --val "${VAL:-personal=64,niah=32,facts=64,realdoc=16}" > "$OUT/train$i.log" 2>&1 &
+    --val "$VAL" > "$OUT/train$i.log" 2>&1 &
+  pids+=($!)
 done
-wait; echo "train done after $(( $(date +%s) - t0 ))s"
+# the budget's watchdog (not coreutils' timeout, which one device image did not run as expected)
+( sleep "$BUDGET"; kill "${pids[@]}" ) >/dev/null 2>&1 & dog=$!
+wait "${pids[@]}"; pkill -P "$dog" sleep 2>/dev/null; kill "$dog" 2>/dev/null; echo "train done after $(( $(date +%s) - t0 ))s"
 for f in "$OUT"/train*.log; do echo "== $f"; grep -E "held-out|Error|error" "$f" | tail -4; tail -2 "$f"; done
 $PY - "$G" > "$OUT/pick.json" <<'EOF2'
 import json, sys

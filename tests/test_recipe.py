@@ -103,6 +103,28 @@ def test_samples_only_then_training_computes_the_targets(tmp_path, tiny_base, ca
         main([*args[:-4], "--niah", "5", "--realdoc", "0", "--samples-only"])
 
 
+def test_samples_only_with_val_every_also_writes_the_heldout_samples_a_run_reuses(tmp_path, tiny_base, capsys):
+    """An offline GPU machine cannot fetch the real documents' packages, so the held-out documents are built
+    with the training ones (--samples-only --val-every) and the training run there only adds their targets."""
+    from d2l_memory.training.recipe import main
+
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--base-model", tiny_base, "--personal", "4", "--niah", "2", "--realdoc", "0",
+            "--val-every", "1", "--val", "personal=3,niah=2,facts=2", "--steps", "1", "--warmup", "0",
+            "--docs-per-step", "2", "--qas-per-doc", "1", "--hypernet", json.dumps(TINY), "--base-dtype", "float32"]
+    main([*args, "--samples-only"])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    val = out / "val_data"
+    assert printed == {"samples": str(out / "data" / "train.jsonl"), "val_samples": str(val / "test.jsonl")}
+    lines = (val / "test.jsonl").read_text().splitlines()
+    assert len(lines) == 5 and not (val / "targets.json").exists()
+    assert json.loads((val / "spec.json").read_text())["split"] == "test"
+    main(args)
+    assert (val / "test.jsonl").read_text().splitlines() == lines  # reused, not rebuilt
+    assert (val / "targets.json").is_file()
+    assert [json.loads(x)["step"] for x in (out / "val.jsonl").read_text().splitlines()] == [0, 1]
+
+
 def test_val_every_logs_a_heldout_curve_and_validate_compares_checkpoints(tmp_path, tiny_base, capsys):
     """--val-every scores held-out test-split documents at step 0 and every N steps (val.jsonl, kept in the
     resume state); `validate` scores saved checkpoints on the same kind of held-out set."""

@@ -121,17 +121,18 @@ def _check_cached_spec(spec: DataSpec, data_dir: Path, split: str = "train") -> 
     path.write_text(json.dumps(want, indent=1) + "\n")
 
 
-def write_samples(base_model: str, spec: DataSpec, data_dir: Path) -> Path:
-    """Only the samples of `prepare` (train.jsonl + spec.json, no targets, the tokenizer but no model
-    loaded): build the data on a CPU machine, let a GPU machine compute the teacher targets."""
+def write_samples(base_model: str, spec: DataSpec, data_dir: Path, split: str = "train") -> Path:
+    """Only the samples of `prepare` (`split`.jsonl + spec.json, no targets, the tokenizer but no model
+    loaded): build the data on a CPU machine, let a GPU machine compute the teacher targets. (Real documents
+    come from Debian packages fetched on first use, so an offline GPU machine can only use them this way.)"""
     from ..models import load_tokenizer
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    _check_cached_spec(spec, data_dir)
-    samples = build_samples(load_tokenizer(base_model), spec)
-    write_jsonl(samples, data_dir / "train.jsonl")
+    _check_cached_spec(spec, data_dir, split)
+    samples = build_samples(load_tokenizer(base_model), spec, split)
+    write_jsonl(samples, data_dir / f"{split}.jsonl")
     log.info("%d samples written to %s", len(samples), data_dir)
-    return data_dir / "train.jsonl"
+    return data_dir / f"{split}.jsonl"
 
 
 def prepare(d2l: D2L, spec: DataSpec, data_dir: Path, split: str = "train") -> tuple[list[Sample], dict]:
@@ -306,8 +307,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--val", default="personal=48,niah=16,facts=48,realdoc=0",
                    help="held-out documents for --val-every, from the test split (realdoc needs teacher passes)")
     p.add_argument("--samples-only", action="store_true",
-                   help="only build OUT/data/train.jsonl (no model, no targets, no training): the targets "
-                        "are computed where the training runs")
+                   help="only build OUT/data/train.jsonl (with --val-every, OUT/val_data/test.jsonl too; no "
+                        "model, no targets, no training): the targets are computed where the training runs")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:  # a bad flag value: one line naming the field, before anything is built or written
@@ -322,7 +323,11 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as e:  # ConfigError is one
         p.error(str(e))
     if a.samples_only:
-        print(json.dumps({"samples": str(write_samples(a.base_model, spec, Path(a.out) / "data"))}))
+        out = {"samples": str(write_samples(a.base_model, spec, Path(a.out) / "data"))}
+        if a.val_every:  # the held-out documents too (OUT/val_data, where the training run looks for them)
+            val_spec = parse_val(a.val, a.seed, p.error, a.phrasing)
+            out["val_samples"] = str(write_samples(a.base_model, val_spec, Path(a.out) / "val_data", "test"))
+        print(json.dumps(out))
         return
     try:
         overrides = json.loads(a.hypernet)
