@@ -71,7 +71,7 @@ for lr in ${LRS:-${LR:-1e-4}}; do
     --val "$VAL" > "$OUT/train$i.log" 2>&1 &
   pids+=($!)
 done
-# the budget's watchdog (not coreutils' timeout, which one device image did not run as expected)
+# the budget: stop every run after BUDGET seconds (their last kept snapshots stay)
 ( sleep "$BUDGET"; kill "${pids[@]}" ) >/dev/null 2>&1 & dog=$!
 wait "${pids[@]}"; pkill -P "$dog" sleep 2>/dev/null; kill "$dog" 2>/dev/null; echo "train done after $(( $(date +%s) - t0 ))s"
 for f in "$OUT"/train*.log; do echo "== $f"; grep -E "held-out|Error|error" "$f" | tail -4; tail -2 "$f"; done
