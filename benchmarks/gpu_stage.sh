@@ -46,7 +46,7 @@ print(s['personal'], s['niah'], s['realdoc'], s['seed'], s.get('phrasing', 'thir
 ARGS=(--init-from "$G/ckpt" --hypernet "$HYPERNET" --gain-lr-mult "${GLR:-1}"
       --lr "${LR:-1e-4}" --warmup 30 --contrast-weight 0.3 --docs-per-step "$DPS" --qas-per-doc "${QPD:-4}"
       --max-chunks 4
-      --personal "$PERSONAL" --niah "$NIAH" --realdoc "$REALDOC" --seed "$SEED" --single-facts "${SF:-3000}"
+      --personal "$PERSONAL" --niah "$NIAH" --realdoc "$REALDOC" --seed "$SEED" --single-facts "${SF:-6000}"
       --phrasing "$PHRASING")
 echo "setup $(( $(date +%s) - t0 ))s"
 [ "$reuse" = 1 ] && echo "reusing the last smoke run" || \
