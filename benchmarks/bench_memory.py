@@ -9,7 +9,8 @@ exactly --new-tokens tokens; median) against the in-context baseline, where all 
 prompt (only while they fit SmolLM2's 8k window). Also reports prompt tokens and whether the answer contains
 the reference (meaningful only with a trained checkpoint). Engine: the shipped checkpoint if present, else
 runs/smollm2/final, else an untrained hypernetwork (latency does not depend on training).
-Prints a markdown table and, unless --no-write, replaces the "## Memory layer" section of benchmarks/RESULTS.md.
+Prints a markdown table and, unless --no-write, replaces its generated block (between the markers) in the
+"## Memory layer" section of benchmarks/RESULTS.md; the hand-written reading around it stays.
 """
 
 from __future__ import annotations
@@ -133,16 +134,22 @@ def table(res: dict, new_tokens: int) -> str:
     return "\n".join(lines) + f"\n\nAnswers are forced to exactly {new_tokens} new tokens (greedy) on both sides."
 
 
+BEGIN, END = "<!-- bench_memory.py: generated, begin -->", "<!-- bench_memory.py: generated, end -->"
+
+
 def write_section(path: Path, body: str) -> None:
+    """Put `body` between the BEGIN/END markers under SECTION, leaving every hand-written line alone: the
+    markers' old content is replaced; without markers the block goes right under the heading (or the heading
+    and the block at the end of the file)."""
     text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmark results\n"
-    section = f"{SECTION}\n\n{body.strip()}\n"
-    m = re.search(rf"^{re.escape(SECTION)}\s*$", text, flags=re.M)
-    if m:
-        nxt = re.search(r"^## ", text[m.end():], flags=re.M)
-        end = m.end() + nxt.start() if nxt else len(text)
-        text = text[:m.start()] + section + ("\n" if nxt else "") + text[end:]
+    block = f"{BEGIN}\n{body.strip()}\n{END}\n"
+    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
+        start, end = text.index(BEGIN), text.index(END) + len(END)
+        text = text[:start] + block.rstrip("\n") + text[end:]
+    elif m := re.search(rf"^{re.escape(SECTION)}[ \t]*\n", text, flags=re.M):
+        text = text[:m.end()] + "\n" + block + "\n" + text[m.end():].lstrip("\n")
     else:
-        text = text.rstrip("\n") + "\n\n" + section
+        text = text.rstrip("\n") + "\n\n" + SECTION + "\n\n" + block
     path.write_text(text, encoding="utf-8")
 
 
@@ -180,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "absolute times measure CPU share as much as code; compare the columns of one row, and "
                      "prefer the prompt-token columns, which do not depend on load.")
         write_section(Path(args.results), body)
-        print(f"wrote the '{SECTION}' section of {args.results}", file=sys.stderr)
+        print(f"wrote the generated block of '{SECTION}' in {args.results}", file=sys.stderr)
     return res
 
 
