@@ -64,8 +64,8 @@ EOF
 echo "training $N steps x runs at lr ${LRS:-${LR:-1e-4}} ($(( $(date +%s) - t0 ))s so far)"
 pids=(); i=0; KEEP=${VALEVERY:-100}; [ "$KEEP" -gt 0 ] || KEEP=50
 for lr in ${LRS:-${LR:-1e-4}}; do
-  i=$((i + 1)); R="$G/run$i"; [ "$i" = 1 ] || { rm -rf "$R"; mkdir -p "$R"; cp -r "$G/run/data" "$G/run/val_data" "$R/"; }
-  [ "$i" = 1 ] && R="$G/run"
+  i=$((i + 1)); R="$G/run"  # the first run uses the extracted data; the others copy it, targets included
+  [ "$i" = 1 ] || { R="$G/run$i"; rm -rf "$R"; mkdir -p "$R"; cp -r "$G/run/data" "$G/run/val_data" "$R/"; }
   $PY -m d2l_memory.training.recipe --out "$R" --steps "$N" --save-every 100 "${ARGS[@]}" \
     --lr "$lr" --keep-every "$KEEP" --val-every "${VALEVERY:-100}" \
     --val "$VAL" > "$OUT/train$i.log" 2>&1 &
@@ -94,10 +94,10 @@ for run in sorted(g.glob("run*")):
 cands.sort(key=lambda c: c["score"])
 print(json.dumps({"ranked": cands}, indent=1))
 EOF2
-cat "$OUT/pick.json" | head -40
-best=$($PY -c "import json,sys; r=json.load(open(sys.argv[1]))['ranked']; print(r[0]['snapshot'] if r else '')" "$OUT/pick.json")
+head -40 "$OUT/pick.json"
+{ read -r best; read -r second; } < <($PY -c "import json, sys; r = json.load(open(sys.argv[1]))['ranked']
+print('\n'.join(c['snapshot'] for c in r[:2]))" "$OUT/pick.json")
 [ -n "$best" ] || { [ -f "$G/run/final/d2l_config.json" ] && best="$G/run/final"; }  # no held-out point passed
-second=$($PY -c "import json,sys; r=json.load(open(sys.argv[1]))['ranked']; print(r[1]['snapshot'] if len(r) > 1 else '')" "$OUT/pick.json")
 rm -rf "$G/logs"; mkdir -p "$G/logs"; for R in "$G"/run*; do n=$(basename "$R"); cp "$R/log.jsonl" "$G/logs/$n.log.jsonl" 2>/dev/null; cp "$R/val.jsonl" "$G/logs/$n.val.jsonl" 2>/dev/null; done
 cp "$OUT/pick.json" "$G/logs/"; mv "$OUT"/*.log "$G/logs/"  # 8 files come back at most: the logs travel in the tar
 [ -n "$best" ] && tar cf - -C "$(dirname "$best")" "$(basename "$best")" -C "$PWD/$G" logs | split -b 15M - "$OUT/stage.tar."
