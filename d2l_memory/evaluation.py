@@ -73,14 +73,15 @@ class Scores:
     seconds: float = 0.0  # time to prepare the memory (internalize / CD training), summed over documents
     skipped: int = 0  # questions that could not run (e.g. document beyond the context window)
     examples: list = field(default_factory=list)
+    keep_examples: int = 5  # predictions kept for reading (-1 = all)
 
-    def add(self, pred: str, gold: str, question: str) -> None:
+    def add(self, pred: str, gold: str, question: str, doc: str | None = None) -> None:
         self.n += 1
         self.em += exact_match(pred, gold)
         self.contains += contains(pred, gold)
         self.f1 += word_f1(pred, gold)
-        if len(self.examples) < 5:
-            self.examples.append({"q": question, "gold": gold, "pred": pred})
+        if self.keep_examples < 0 or len(self.examples) < self.keep_examples:
+            self.examples.append({"q": question, "gold": gold, "pred": pred} | ({"doc": doc} if doc else {}))
 
     def summary(self) -> dict:
         n = max(self.n, 1)
@@ -168,15 +169,18 @@ def cd_adapter(d2l, sample: Sample, steps: int = 30, lr: float = 1e-3, rank: int
 # ---- evaluation ------------------------------------------------------------------------------------
 def evaluate(d2l, samples: Sequence[Sample], conditions: Sequence[str] = CONDITIONS[:3], max_new_tokens: int = 48,
              batch_size: int = 8, chunk_tokens: int | None = None, cd_steps: int = 30,
-             adapter_scale: float = 1.0) -> dict[str, dict]:
+             adapter_scale: float = 1.0, keep_examples: int = 5) -> dict[str, dict]:
     """Scores per condition over all questions of `samples`.
 
-    `adapter_scale` multiplies the strength of the generated adapters (condition "d2l"; 1 = as generated).
+    `adapter_scale` multiplies the strength of the generated adapters (condition "d2l"; 1 = as generated);
+    `keep_examples` is how many (question, gold, prediction) rows each condition keeps (-1 = all of them).
     """
     bad = set(conditions) - set(CONDITIONS)
     if bad:
         raise ValueError(f"unknown conditions {sorted(bad)}; choose from {CONDITIONS}")
-    scores = {c: Scores() for c in conditions}
+    if keep_examples < -1:
+        raise ValueError(f"keep_examples must be >= 0, or -1 for all; got {keep_examples}")
+    scores = {c: Scores(keep_examples=keep_examples) for c in conditions}
     window = d2l.context_window
     for start in range(0, len(samples), batch_size):
         batch = samples[start:start + batch_size]
@@ -190,11 +194,11 @@ def evaluate(d2l, samples: Sequence[Sample], conditions: Sequence[str] = CONDITI
             scores["d2l"].seconds += time.time() - t0
             by_id = {s.id: a for s, a in zip(batch, ads, strict=False)}
             preds = d2l.generate(questions, adapters=[by_id[s.id] for s, _ in qs], max_new_tokens=max_new_tokens)
-            for (_, qa), p in zip(qs, preds, strict=False):
-                scores["d2l"].add(p, qa.answer, qa.question)
+            for (s, qa), p in zip(qs, preds, strict=False):
+                scores["d2l"].add(p, qa.answer, qa.question, s.id)
         if "no_doc" in conditions:
-            for (_, qa), p in zip(qs, d2l.generate(questions, max_new_tokens=max_new_tokens), strict=False):
-                scores["no_doc"].add(p, qa.answer, qa.question)
+            for (s, qa), p in zip(qs, d2l.generate(questions, max_new_tokens=max_new_tokens), strict=False):
+                scores["no_doc"].add(p, qa.answer, qa.question, s.id)
         if "in_context" in conditions:
             fits = [(s, qa) for s, qa in qs
                     if len(d2l.prompt_ids(context_prompt(s.context, qa.question))) + max_new_tokens <= window]
@@ -203,15 +207,15 @@ def evaluate(d2l, samples: Sequence[Sample], conditions: Sequence[str] = CONDITI
                 part = fits[i:i + batch_size]
                 preds = d2l.generate([context_prompt(s.context, qa.question) for s, qa in part],
                                      max_new_tokens=max_new_tokens)
-                for (_, qa), p in zip(part, preds, strict=False):
-                    scores["in_context"].add(p, qa.answer, qa.question)
+                for (s, qa), p in zip(part, preds, strict=False):
+                    scores["in_context"].add(p, qa.answer, qa.question, s.id)
         if "cd" in conditions:
             for s in batch:
                 ad, sec = cd_adapter(d2l, s, steps=cd_steps)
                 scores["cd"].seconds += sec
                 preds = d2l.generate([qa.question for qa in s.qas], adapters=ad, max_new_tokens=max_new_tokens)
                 for qa, p in zip(s.qas, preds, strict=False):
-                    scores["cd"].add(p, qa.answer, qa.question)
+                    scores["cd"].add(p, qa.answer, qa.question, s.id)
         log.info("evaluated %d/%d documents", min(start + batch_size, len(samples)), len(samples))
     out = {c: sc.summary() for c, sc in scores.items()}
     for c in out:
@@ -287,8 +291,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--cd-n", type=int, default=8, help="documents per kind for the CD baseline")
     p.add_argument("--niah-sweep", default="", help="comma-separated haystack lengths in tokens")
     p.add_argument("--niah-n", type=int, default=10)
+    p.add_argument("--examples", type=int, default=5,
+                   help="predictions kept per kind and condition in the JSON (-1 = all; for error analysis)")
     p.add_argument("--out", default=None, help="write results JSON (and .md) here")
     a = p.parse_args(argv)
+    if a.examples < -1:
+        p.error(f"--examples must be >= 0, or -1 for all; got {a.examples}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from .engine import D2L
 
@@ -297,11 +305,12 @@ def main(argv: list[str] | None = None) -> dict:
     conds = [c for c in a.conditions.split(",") if c]
     for kind in [k for k in a.kinds.split(",") if k]:
         samples = heldout(kind, a.n, a.seed, a.split, d2l)
-        results[kind] = evaluate(d2l, samples, conditions=[c for c in conds if c != "cd"])
+        results[kind] = evaluate(d2l, samples, conditions=[c for c in conds if c != "cd"], keep_examples=a.examples)
         if kind in a.cd_kinds.split(","):
             cd_samples = samples[: a.cd_n]
-            results[kind]["cd"] = evaluate(d2l, cd_samples, conditions=["cd"])["cd"]
-            results[kind]["d2l_on_cd_subset"] = evaluate(d2l, cd_samples, conditions=["d2l"])["d2l"]
+            results[kind]["cd"] = evaluate(d2l, cd_samples, conditions=["cd"], keep_examples=a.examples)["cd"]
+            results[kind]["d2l_on_cd_subset"] = evaluate(d2l, cd_samples, conditions=["d2l"],
+                                                         keep_examples=a.examples)["d2l"]
     if a.niah_sweep:
         results["niah_sweep"] = niah_sweep(d2l, [int(x) for x in a.niah_sweep.split(",")], n=a.niah_n)
     md = to_markdown(results)

@@ -1,16 +1,10 @@
 """benchmarks/bench_memory.py rewrites only its generated block of RESULTS.md, never the hand-written reading."""
 
-import importlib.util
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_memory.py"
+from benchscripts import load_benchmark
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_memory", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("bench_memory")
 
 
 def test_write_section_replaces_only_the_generated_block(tmp_path):
