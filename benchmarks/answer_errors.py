@@ -20,7 +20,8 @@ a probe of what a learned gain does (`--scale copy_key_gain=4`: the key path tha
 (1 + ALPHA) log p(token | adapter) - ALPHA log p(token | base model) among tokens with
 p(token | adapter) >= `--plausibility` x the most likely one's (context-aware decoding, Shi et al. 2023,
 with the adapter in the document's place; the plausibility cut of contrastive decoding, Li et al. 2023).
-`--beams N` decodes by beam search (N beams) instead of greedily.
+`--beams N` decodes by beam search (N beams) instead of greedily; `--chunk-tokens N` internalizes documents in
+chunks of at most N tokens (the hypernetwork trained on 1-4 chunks a document; the default, 1024, makes one).
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def main() -> None:
     p.add_argument("--contrast", type=float, default=0.0, help="adapter-contrastive decoding strength (0 = off)")
     p.add_argument("--plausibility", type=float, default=0.1)
     p.add_argument("--beams", type=int, default=1, help="beam search with this many beams (1 = greedy)")
+    p.add_argument("--chunk-tokens", type=int, default=None, help="chunk size for internalizing (default: the engine's)")
     p.add_argument("--out", required=True, help="summary JSON; each draw's predictions go next to it")
     a = p.parse_args()
     from d2l_memory.engine import D2L
@@ -145,12 +147,12 @@ def main() -> None:
         draw = {}
         for kind in [k for k in a.kinds.split(",") if k]:
             samples = heldout(kind, a.n, seed, "test", d2l)
-            draw[kind] = evaluate(d2l, samples, conditions=["d2l"], keep_examples=-1)
+            draw[kind] = evaluate(d2l, samples, conditions=["d2l"], keep_examples=-1, chunk_tokens=a.chunk_tokens)
             docs = {s.id: s.context for s in samples}
             pooled.setdefault(kind, []).append((draw[kind]["d2l"]["examples"], docs))
         out.with_name(f"{out.stem}_seed{seed}.json").write_text(json.dumps(draw, indent=2))
     summary = {"checkpoint": a.checkpoint, "seeds": a.seeds, "n": a.n, "scale": a.scale,
-               "contrast": a.contrast, "plausibility": a.plausibility, "beams": a.beams}
+               "contrast": a.contrast, "plausibility": a.plausibility, "beams": a.beams, "chunk_tokens": a.chunk_tokens}
     for kind, parts in pooled.items():
         per = [analyse(rows, docs, first) for rows, docs in parts]
         summary[kind] = {k: (sum(x[k] for x in per) if isinstance(per[0][k], int)
