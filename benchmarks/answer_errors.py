@@ -81,6 +81,12 @@ def analyse(rows: list[dict], docs: dict[str, str], first_token) -> dict:
     return out
 
 
+def pool(per_draw: list[dict]) -> dict:
+    """`analyse` results of several draws summed: counts added, per-position lists added position by position."""
+    return {k: [sum(col) for col in zip(*(x[k] for x in per_draw), strict=False)] if isinstance(v, list)
+            else sum(x[k] for x in per_draw) for k, v in per_draw[0].items()}
+
+
 def contrastive(d2l, alpha: float, plausibility: float) -> None:
     """Make `d2l.generate` with adapters decode adapter-contrastively: each prompt runs twice in one batch,
     with its adapter and with none, and both rows take the token chosen from the pair's combined scores."""
@@ -154,9 +160,7 @@ def main() -> None:
     summary = {"checkpoint": a.checkpoint, "seeds": a.seeds, "n": a.n, "scale": a.scale,
                "contrast": a.contrast, "plausibility": a.plausibility, "beams": a.beams, "chunk_tokens": a.chunk_tokens}
     for kind, parts in pooled.items():
-        per = [analyse(rows, docs, first) for rows, docs in parts]
-        summary[kind] = {k: (sum(x[k] for x in per) if isinstance(per[0][k], int)
-                             else [sum(v) for v in zip(*(x[k] for x in per), strict=False)]) for k in per[0]}
+        summary[kind] = pool([analyse(rows, docs, first) for rows, docs in parts])
     out.write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))
 

@@ -32,6 +32,9 @@ def test_analyse_counts_categories_first_tokens_and_digit_positions():
     assert got["right"] == 1 and got["wrong"] == 2 and got["order"] == 1 and got["absent"] == 1
     assert got["wrong_first_token_right"] == 1  # 8756 starts like 8576, 12 does not
     assert got["digit_right_by_position"] == [2, 1, 1, 2]
+    both = _script().pool([got, analyse(rows[:1], DOCS, first_token=lambda t: t[:1])])  # two draws summed
+    assert both["n"] == 4 and both["right"] == 2 and both["order"] == 1
+    assert both["digit_right_by_position"] == [3, 2, 2, 3]
 
 
 def test_evaluate_keeps_every_prediction_with_its_document_when_asked():
