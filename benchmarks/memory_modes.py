@@ -104,6 +104,7 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--modes", default=",".join(MODES), help="a subset of " + ",".join(MODES))
     p.add_argument("--hybrid-adapter-scale", type=float, default=None, help="MemoryConfig.hybrid_adapter_scale")
+    p.add_argument("--memory-tokens", type=int, default=None, help="MemoryConfig.memory_tokens")
     p.add_argument("--out", default=None)
     p.add_argument("--rescore", default=None, help="only print the table of a saved --out file")
     a = p.parse_args()
@@ -115,7 +116,8 @@ def main() -> None:
     if not set(modes) <= set(MODES):
         p.error(f"--modes: choose from {','.join(MODES)}")
     engine = D2L.from_pretrained(a.checkpoint)
-    cfg = MemoryConfig() if a.hybrid_adapter_scale is None else MemoryConfig(hybrid_adapter_scale=a.hybrid_adapter_scale)
+    overrides = {"hybrid_adapter_scale": a.hybrid_adapter_scale, "memory_tokens": a.memory_tokens}
+    cfg = MemoryConfig(**{k: v for k, v in overrides.items() if v is not None})
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         mem = Memory(engine, f"sqlite:///{Path(tmp) / 'modes.db'}", SentenceTransformerEmbedder(), cfg)

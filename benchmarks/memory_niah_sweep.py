@@ -68,6 +68,8 @@ def main() -> None:
     p.add_argument("--n", default="10,10,10,5", help="needles per length (one number, or one per length)")
     p.add_argument("--ks", default="1,4")
     p.add_argument("--engine-max", type=int, default=4096, help="also run the engine path up to this length")
+    p.add_argument("--memory-tokens", type=int, default=MemoryConfig.memory_tokens,
+                   help="MemoryConfig.memory_tokens: the size of the memories a haystack is split into")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None)
     p.add_argument("--rescore", default=None, help="only print the table of a saved --out file")
@@ -85,7 +87,8 @@ def main() -> None:
     engine = D2L.from_pretrained(a.checkpoint)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        mem = Memory(engine, f"sqlite:///{Path(tmp) / 'niah.db'}", SentenceTransformerEmbedder(), MemoryConfig())
+        mem = Memory(engine, f"sqlite:///{Path(tmp) / 'niah.db'}", SentenceTransformerEmbedder(),
+                     MemoryConfig(memory_tokens=a.memory_tokens))
         for L, n in zip(lengths, ns, strict=True):
             samples = build_niah(n, token_range=(int(L * 0.9), int(L * 1.1)), seed=a.seed, split="test",
                                  count_tokens=engine.count_tokens)

@@ -52,7 +52,10 @@ class MemoryConfig:
     weight_norm: str = "max"  # "max": the best memory gets weight 1; "sum": weights sum to 1
     merge: str = "concat"  # "concat" (weighted rank concatenation) or "svd" (compressed to merge_rank)
     merge_rank: int = 32  # rank of an "svd" merge (plus the bias block)
-    memory_tokens: int = 384  # target size of one memory: longer input is split on paragraph boundaries
+    # target size of one memory: longer input is split on paragraph boundaries. 192 keeps a memory within the
+    # lengths the shipped hypernetwork was trained on (NIAH haystacks <= 256 tokens); with 384 it answered no
+    # NIAH needle past 1k tokens and fewer personal facts (benchmarks/RESULTS.md, twentieth session)
+    memory_tokens: int = 192
     ingest_batch_size: int = 8  # memories internalized per batched forward pass
     max_ingest_bytes: int = 5_000_000  # refuse a single ingest (text, file, messages) larger than this
     adapter_dtype: str = "bfloat16"  # dtype the adapters are stored in

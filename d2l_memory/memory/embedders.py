@@ -59,7 +59,7 @@ class SentenceTransformerEmbedder:
     (``HF_HUB_OFFLINE=1`` is set unless already set).
 
     Texts longer than the model's window (``max_seq_length``, 256 word pieces for MiniLM, shorter than a
-    default 384-token memory) are embedded whole with ``long_text="windows"``: cut into windows that fit,
+    384-token memory) are embedded whole with ``long_text="windows"``: cut into windows that fit,
     each window mean-pooled by the model, and the windows' vectors averaged weighted by their token
     counts (the mean pooling the model does, over the whole text). ``"truncate"`` is sentence-transformers'
     own behaviour: everything past the window is ignored, so a fact at the end of a long memory cannot be
