@@ -137,7 +137,7 @@ def cd_adapter(d2l, sample: Sample, steps: int = 30, lr: float = 1e-3, rank: int
     from .adapter import Adapter
     from .lora import apply_lora
     from .training.teacher import generate_targets
-    from .training.trainer import answer_loss
+    from .training.trainer import student_answer_losses
 
     t0 = time.time()
     targets = generate_targets(d2l, [sample], k=k)
@@ -157,8 +157,8 @@ def cd_adapter(d2l, sample: Sample, steps: int = 30, lr: float = 1e-3, rank: int
         bB = {t: b[None].expand(len(rows), -1, -1, -1) for t, b in B.items()}
         with apply_lora(d2l.model, paths, bA, bB, scale), d2l.autocast():
             hidden = body(input_ids=ids.to(d2l.device), attention_mask=attn.to(d2l.device)).last_hidden_state
-            loss = torch.stack([answer_loss(d2l.model.lm_head(hidden[i, len(p) - 1: len(p) - 1 + len(t.answer_ids)]),
-                                            t, ce_weight=0.0, kl_weight=1.0) for i, (p, t) in enumerate(rows)]).mean()
+            loss = student_answer_losses(d2l, hidden, [len(p) for p, _ in rows], [t for _, t in rows],
+                                         ce_weight=0.0, kl_weight=1.0).mean()
         loss.backward()
         opt.step()
     ad = Adapter(A={t: a.detach() for t, a in A.items()}, B={t: b.detach() for t, b in B.items()}, alpha=scale,

@@ -190,6 +190,30 @@ class PerLayerMLP(nn.Module):
         return x + self.ln_out(torch.einsum("nlsh,lhd->nlsd", h, self.w2) + self.b2)
 
 
+def length_groups(mask: torch.Tensor, slack: float = 0.8) -> list[tuple[torch.Tensor, int, int]]:
+    """Chunks grouped by length for the Perceiver: mask [n, T] -> [(chunk indices, start, end)], each group
+    cut to the token window [start, end) that holds all its chunks' masked tokens, its chunks at least
+    `slack` times as long as its longest (so at most ~20% of a group's tokens are padding)."""
+    n, T = mask.shape
+    pos = torch.arange(T, device=mask.device).expand(n, T)
+    first = torch.where(mask, pos, T).min(1).values.tolist()
+    last = torch.where(mask, pos, -1).max(1).values.tolist()
+    length = [max(1, e - f + 1) for f, e in zip(first, last, strict=True)]
+    groups, current = [], []
+    for i in sorted(range(n), key=lambda i: -length[i]):
+        if current and length[i] < slack * length[current[0]]:
+            groups.append(current)
+            current = []
+        current.append(i)
+    groups.append(current)
+    out = []
+    for g in groups:
+        start = min(first[i] for i in g)
+        end = max(last[i] for i in g) + 1
+        out.append((torch.tensor(g, device=mask.device), min(start, end - 1), max(end, start + 1)))
+    return out
+
+
 class HyperLoRA(nn.Module):
     def __init__(self, cfg: HypernetConfig):
         super().__init__()
@@ -265,12 +289,25 @@ class HyperLoRA(nn.Module):
         return self._perceive(self.standardise(feats), mask)
 
     def _perceive(self, std: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Standardised features std [n, L, T, D], mask [n, T] -> per-layer latents [n, L, M*r, d]."""
+        """Standardised features std [n, L, T, D], mask [n, T] -> per-layer latents [n, L, M*r, d].
+
+        Chunks of similar length go through the Perceiver together, each group cut to its own token window
+        (`length_groups`): its cost is per token, and a batch padded to its longest chunk spent most of it
+        on padding. Each sequence is perceived independently, so the result is the same as one padded call.
+        """
         n, L, T, D = std.shape
-        x = std.reshape(n * L, T, D)  # fold layers into the batch: one shared Perceiver
-        m = mask[:, None, :].expand(n, L, T).reshape(n * L, T)
-        z = self.perceiver(x, m)  # [n*L, M*r, d]
-        return self.layer_mlp(z.view(n, L, -1, self.cfg.latent_size))  # [n, L, M*r, d]
+        parts, order = [], []
+        for idx, start, end in length_groups(mask):
+            g = len(idx)
+            x = std[idx, :, start:end].reshape(g * L, end - start, D)  # fold layers into the batch
+            m = mask[idx, start:end][:, None, :].expand(g, L, end - start).reshape(g * L, end - start)
+            parts.append(self.perceiver(x, m).view(g, L, -1, self.cfg.latent_size))  # [g, L, M*r, d]
+            order.append(idx)
+        order = torch.cat(order)  # the chunks in perceived order (longest first)
+        z = torch.cat(parts)
+        if not torch.equal(order, torch.arange(n, device=order.device)):
+            z = z[torch.argsort(order)]  # back to the batch's order
+        return self.layer_mlp(z)  # [n, L, M*r, d]
 
     def forward(self, feats: torch.Tensor, mask: torch.Tensor, inputs: dict | None = None) -> tuple[dict, dict]:
         """feats [n, L, T, D], mask [n, T] (and with `copy_keys` inputs {t: [n, L, T, d_in]}, each copy
@@ -294,7 +331,7 @@ class HyperLoRA(nn.Module):
         z = F.normalize(z, dim=-1)  # unit latents: the head and scalers set the magnitude
         z = z.view(n, L, len(cfg.feature_sizes), cfg.rank, cfg.latent_size)  # [n, L, M, r, d]
         if self.copy_targets:  # computed once for all target modules
-            keys = self.copy_k(std.to(self.copy_k.weight.dtype))  # [n, L, T, kd]
+            keys = self.copy_k(std)  # [n, L, T, kd] (std is already in the weights' dtype or under autocast)
             emb = feats[:, 0].float()  # [n, T, D]: the residual entering layer 0 = the token embeddings
             emb = emb * torch.rsqrt(emb.pow(2).mean(-1, keepdim=True) + 1e-6)  # unit RMS per token
         A, B = {}, {}

@@ -353,3 +353,49 @@ def test_bf16_base_model_with_fp32_hypernet_without_autocast():
     for t in ref.A:
         assert ad.A[t].dtype == torch.float32 and torch.isfinite(ad.A[t]).all()
         torch.testing.assert_close(ad.A[t], ref.A[t], atol=0.05, rtol=0.05)
+
+
+def test_perceiver_groups_chunks_by_length_with_the_same_adapters_as_each_chunk_alone():
+    """Chunks of very different lengths go through the Perceiver in length groups, each cut to its own token
+    window; every chunk's adapter is the one it gets alone (copy and key paths on)."""
+    from d2l_memory.hypernet import length_groups
+
+    d2l = tiny_d2l(copy_values=True, copy_keys=True)
+    _randomize(d2l)
+    for t in d2l.hypernet.copy_gain:
+        d2l.hypernet.copy_gain[t].data.fill_(0.5)
+        d2l.hypernet.copy_key_gain[t].data.fill_(0.5)
+    d2l.hypernet.eval()
+    # several groups; then one group whose longest chunk is not the first (perceived in another order)
+    for texts, n_groups in ((["Alice lives in Lisbon.", DOC * 6, "The sky is blue. " * 3, DOC * 2], 3),
+                            ([DOC, DOC + " Yes."], 1)):
+        chunks = [d2l.doc_chunks(t)[0] for t in texts]
+        enc = d2l.encode(chunks)
+        groups = length_groups(enc[1])
+        assert len(groups) == n_groups and sorted(i for g, _, _ in groups for i in g.tolist()) == [*range(len(texts))]
+        assert groups[0][0][0] != 0  # the longest chunk is perceived first
+        for g, start, end in groups:  # each window holds all of its chunks' document tokens
+            assert not enc[1][g][:, :start].any() and not enc[1][g][:, end:].any()
+        with torch.no_grad():
+            A, B = d2l.hypernet(*enc)
+            for i, c in enumerate(chunks):
+                a, b = d2l.hypernet(*d2l.encode([c]))
+                for t in A:
+                    torch.testing.assert_close(A[t][i], a[t][0], atol=1e-5, rtol=1e-4)
+                    torch.testing.assert_close(B[t][i], b[t][0], atol=1e-5, rtol=1e-4)
+
+
+def test_pad_rank_stacks_padded_rows_with_gradients_and_refuses_a_too_small_rank():
+    from d2l_memory.lora import pad_rank
+
+    rows = [torch.randn(3, r, 5, requires_grad=True) for r in (2, 4, 1)]
+    out = pad_rank(rows, 4)
+    assert out.shape == (3, 3, 4, 5)
+    for i, r in enumerate(rows):
+        assert torch.equal(out[i, :, : r.shape[1]], r) and not out[i, :, r.shape[1]:].any()
+    (out * torch.arange(4.0)[:, None]).sum().backward()
+    for r in rows:
+        assert torch.equal(r.grad, torch.arange(float(r.shape[1]))[None, :, None].expand_as(r))
+    assert pad_rank([torch.ones(1, 1, 2, dtype=torch.bfloat16), torch.ones(1, 2, 2)], 2).dtype == torch.bfloat16
+    with pytest.raises(AdapterError, match="rank 3 is below"):
+        pad_rank(rows, 3)

@@ -132,3 +132,33 @@ def test_gain_lr_mult_gives_the_copy_gains_their_own_lr(tmp_path):
     assert len(Trainer(d2l, samples, targets, TrainConfig(out_dir=str(tmp_path / "b"))).opt.param_groups) == 2
     with pytest.raises(Exception, match="gain_lr_mult"):
         TrainConfig(out_dir=str(tmp_path), gain_lr_mult=0)
+
+
+def test_answer_losses_match_the_per_row_formula_on_mixed_targets():
+    """One log-softmax over the batch's answer tokens gives each row the mean over its tokens of
+    ce * CE(answer) + kl * CE(teacher top-k); rows without a teacher get the CE term alone."""
+    import torch.nn.functional as F
+
+    from d2l_memory.training.teacher import Target
+    from d2l_memory.training.trainer import answer_losses
+
+    g = torch.Generator().manual_seed(0)
+    V = 11
+    targets = [Target([1, 2, 3], None, None),
+               Target([4, 5], torch.randint(0, V, (2, 4), generator=g, dtype=torch.int32),
+                      torch.randn(2, 4, generator=g).log_softmax(-1).half()),
+               Target([6], torch.randint(0, V, (1, 2), generator=g, dtype=torch.int32),
+                      torch.randn(1, 2, generator=g).log_softmax(-1).half())]
+    logits = torch.randn(6, V, generator=g, requires_grad=True)
+    got = answer_losses(logits, targets, ce_weight=0.7, kl_weight=1.3)
+    expected, start = [], 0
+    for t in targets:
+        logp = logits[start:start + len(t.answer_ids)].log_softmax(-1)
+        loss = 0.7 * F.nll_loss(logp, torch.tensor(t.answer_ids), reduction="none")
+        if t.topk_ids is not None:
+            loss = loss - 1.3 * (t.topk_logprobs.float().exp() * logp.gather(-1, t.topk_ids.long())).sum(-1)
+        expected.append(loss.mean())
+        start += len(t.answer_ids)
+    torch.testing.assert_close(got, torch.stack(expected))
+    got.sum().backward()
+    assert logits.grad.abs().sum() > 0

@@ -123,19 +123,51 @@ def sample_n_chunks(rng: random.Random, n_tokens: int, max_chunks: int, min_chun
     return rng.choices(ks, weights=ps)[0]
 
 
-def answer_loss(logits: torch.Tensor, target: Target, ce_weight: float, kl_weight: float) -> torch.Tensor:
-    """Mean over answer tokens of ce_weight * CE(answer) + kl_weight * CE(teacher top-k -> student).
+def answer_losses(logits: torch.Tensor, targets: list[Target], ce_weight: float, kl_weight: float) -> torch.Tensor:
+    """Per row, the mean over its answer tokens of ce_weight * CE(answer) + kl_weight * CE(teacher top-k ->
+    student).
 
-    logits [n_ans, V] are the student's logits predicting each answer token.
+    logits [n_ans, V] are the student's logits predicting every answer token of the rows, row after row
+    (len(targets[i].answer_ids) each) -> [n_rows]. One log-softmax and one gather for the whole batch; rows
+    whose target has no top-k (exact answers) get the cross-entropy term alone.
     """
-    logp = torch.log_softmax(logits.float(), dim=-1)  # [n, V]
-    ans = torch.tensor(target.answer_ids, device=logits.device)
-    loss = ce_weight * F.nll_loss(logp, ans, reduction="none")
-    if target.topk_ids is not None and kl_weight > 0:
-        ids = target.topk_ids.to(logits.device).long()  # [n, k]
-        p_t = target.topk_logprobs.to(logits.device).float().exp()  # not renormalised (reference)
-        loss = loss + kl_weight * -(p_t * logp.gather(-1, ids)).sum(-1)
-    return loss.mean()
+    dev = logits.device
+    lens = torch.tensor([len(t.answer_ids) for t in targets], device=dev)
+    logp = torch.log_softmax(logits.float(), dim=-1)  # [n_ans, V]
+    ans = torch.tensor([i for t in targets for i in t.answer_ids], device=dev)
+    loss = ce_weight * F.nll_loss(logp, ans, reduction="none")  # [n_ans]
+    if kl_weight > 0 and any(t.topk_ids is not None for t in targets):
+        k = max(t.topk_ids.shape[1] for t in targets if t.topk_ids is not None)
+        ids, p_t = [], []  # [n_ans, k]; tokens without a teacher distribution get p = 0
+        for t in targets:
+            n = len(t.answer_ids)
+            if t.topk_ids is None:
+                ids.append(torch.zeros(n, k, dtype=torch.long))
+                p_t.append(torch.zeros(n, k))
+            else:  # not renormalised (reference)
+                pad = (0, k - t.topk_ids.shape[1])
+                ids.append(F.pad(t.topk_ids.long(), pad))
+                p_t.append(F.pad(t.topk_logprobs.float().exp(), pad))
+        ids, p_t = torch.cat(ids).to(dev), torch.cat(p_t).to(dev)
+        loss = loss - kl_weight * (p_t * logp.gather(-1, ids)).sum(-1)
+    row = torch.repeat_interleave(torch.arange(len(targets), device=dev), lens)  # [n_ans]: each token's row
+    return torch.zeros(len(targets), device=dev).index_add(0, row, loss) / lens
+
+
+def student_answer_losses(d2l, hidden: torch.Tensor, prompt_lens: list[int], targets: list[Target],
+                          ce_weight: float, kl_weight: float) -> torch.Tensor:
+    """hidden [rows, T, D], the student's last hidden states over `prompt + answer` per row (right-padded)
+    -> per-row answer loss [rows] (`answer_losses`).
+
+    The states that predict each answer token are taken with one index_select and go through the LM head in
+    one call (the head is the largest matrix; per row it was re-cast to bf16 under autocast each time, and
+    each row's slice cost a full-size zero gradient in backward).
+    """
+    T = hidden.shape[1]
+    pos = [i * T + p - 1 + j for i, (p, t) in enumerate(zip(prompt_lens, targets, strict=True))
+           for j in range(len(t.answer_ids))]
+    h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, torch.tensor(pos, device=hidden.device))
+    return answer_losses(d2l.model.lm_head(h), targets, ce_weight, kl_weight)
 
 
 def target_questions(sample: Sample, targets: dict[str, Target]) -> list[int]:
@@ -182,12 +214,8 @@ def batch_loss(d2l, model, core, batch, targets: dict[str, Target], cfg: TrainCo
     with apply_lora(d2l.model, d2l.module_paths, rowA, rowB, d2l.config.alpha), d2l.autocast():
         hidden = body(input_ids=ids.to(d2l.device), attention_mask=attn.to(d2l.device), use_cache=False
                       ).last_hidden_state  # [rows, T, D]
-        # one LM-head call over every row's answer positions (the head is the largest matrix; per row
-        # it was re-cast to bf16 under autocast each time)
-        h = torch.cat([hidden[i, len(p) - 1: len(p) - 1 + len(a)] for i, (p, a) in enumerate(rows_in)])
-        logits = d2l.model.lm_head(h).split([len(a) for _, a in rows_in])  # predict each answer token
-        per_row = torch.stack([answer_loss(lg, target_in[i], cfg.ce_weight, cfg.kl_weight)
-                               for i, lg in enumerate(logits)])
+        per_row = student_answer_losses(d2l, hidden, [len(p) for p, _ in rows_in], target_in, cfg.ce_weight,
+                                        cfg.kl_weight)  # [rows]
     info = {}
     if contrast:
         per_row, swapped = per_row[: len(rows)], per_row[len(rows):]
