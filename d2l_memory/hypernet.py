@@ -192,13 +192,15 @@ class PerLayerMLP(nn.Module):
 
 def length_groups(mask: torch.Tensor, slack: float = 0.8) -> list[tuple[torch.Tensor, int, int]]:
     """Chunks grouped by length for the Perceiver: mask [n, T] -> [(chunk indices, start, end)], each group
-    cut to the token window [start, end) that holds all its chunks' masked tokens, its chunks at least
-    `slack` times as long as its longest (so at most ~20% of a group's tokens are padding)."""
+    cut to the token window [start, end) that holds all its chunks' masked tokens, its chunks' token spans at
+    least `slack` times its longest (the encoder's chunks all start after the same template prefix, so at most
+    ~20% of a group's positions are padding)."""
     n, T = mask.shape
     pos = torch.arange(T, device=mask.device).expand(n, T)
-    first = torch.where(mask, pos, T).min(1).values.tolist()
-    last = torch.where(mask, pos, -1).max(1).values.tolist()
-    length = [max(1, e - f + 1) for f, e in zip(first, last, strict=True)]
+    empty = ~mask.any(1)  # a chunk with no document token keeps the window [0, 1)
+    first = torch.where(mask, pos, T).min(1).values.masked_fill(empty, 0).tolist()
+    last = torch.where(mask, pos, -1).max(1).values.masked_fill(empty, 0).tolist()
+    length = [e - f + 1 for f, e in zip(first, last, strict=True)]
     groups, current = [], []
     for i in sorted(range(n), key=lambda i: -length[i]):
         if current and length[i] < slack * length[current[0]]:
@@ -210,7 +212,7 @@ def length_groups(mask: torch.Tensor, slack: float = 0.8) -> list[tuple[torch.Te
     for g in groups:
         start = min(first[i] for i in g)
         end = max(last[i] for i in g) + 1
-        out.append((torch.tensor(g, device=mask.device), min(start, end - 1), max(end, start + 1)))
+        out.append((torch.tensor(g, device=mask.device), start, end))
     return out
 
 
