@@ -109,7 +109,7 @@ def pad_rank(tensors: Sequence[torch.Tensor], rank: int) -> torch.Tensor:
 
     One `stack` of padded views, so autograd keeps one node per row: writing each row into a zero tensor in
     place made every row's backward copy the whole [n, L, rank, d] gradient (n^2 copies; 36% of a 16-document
-    training step on the CPU, measured in `benchmarks/bench_train_step.py`).
+    training step on the CPU under torch.profiler; `benchmarks/bench_train_step.py` times the step).
     """
     ref = tensors[0]
     too_big = [t.shape[1] for t in tensors if t.shape[1] > rank]
