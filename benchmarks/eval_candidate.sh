@@ -11,7 +11,7 @@ $PY -m d2l_memory.training.validate "$C" --personal 64 --niah 32 --facts 64 --re
     --data "$V" --out "$R/heldout_loss_$N.json"
 $PY benchmarks/answer_errors.py --checkpoint "$C" --seeds 0,7,11 --n 16 --out "$R/answer_errors_$N.json"
 for s in 0 7 11; do
-    $PY -m d2l_memory.evaluation --checkpoint "$C" --kinds realdoc --n 16 --seed $s --conditions d2l \
+    $PY -m d2l_memory.evaluation --checkpoint "$C" --kinds realdoc --n 16 --seed $s --conditions d2l --examples -1 \
         --out "$R/eval_realdoc_${N}_seed$s.json"
 done
 $PY benchmarks/user_margin.py --checkpoint "$C" | tail -1 > "$R/margin_$N.json"
