@@ -175,17 +175,6 @@ class D2L:
     @torch.no_grad()
     def calibrate(self, texts: Sequence[str], max_tokens: int = 256) -> None:
         """Fit the hypernetwork's per-layer feature standardisation on sample documents (before training)."""
-        self.hypernet.calibrate(*self._sample_features(texts, max_tokens))
-
-    @torch.no_grad()
-    def recenter(self, texts: Sequence[str], max_tokens: int = 256) -> None:
-        """Re-estimate the hypernetwork's latent running mean on sample documents (after weight averaging)."""
-        self.hypernet.recenter(*self._sample_features(texts, max_tokens))
-
-    def _sample_features(self, texts: Sequence[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each text's first chunk (at most max_tokens) through the encoder -> feats [n, L, T, D], mask [n, T]."""
-        if not texts:
-            raise InputError("calibration needs at least one sample document")
         chunks = [self.doc_chunks(t)[0][: max_tokens] for t in texts]
         bs = self.encoder_config.chunk_batch_size
         feats, masks = [], []
@@ -195,7 +184,7 @@ class D2L:
             T = max(len(c) for c in chunks)
             feats.append(torch.nn.functional.pad(f.float(), (0, 0, 0, T - f.shape[2])))
             masks.append(torch.nn.functional.pad(m, (0, T - m.shape[1])))
-        return torch.cat(feats), torch.cat(masks)
+        self.hypernet.calibrate(torch.cat(feats), torch.cat(masks))
 
     # ---- public API -----------------------------------------------------------------------------
     @torch.no_grad()

@@ -378,19 +378,8 @@ class HyperLoRA(nn.Module):
         var = (((feats - mean[None, :, None]) ** 2) * m).sum((0, 2)) / count
         self.feat_mean.copy_(mean.float())
         self.feat_std.copy_(var.float().sqrt() + 1e-3)
-        self.recenter(feats, mask)
-
-    @torch.no_grad()
-    def recenter(self, feats: torch.Tensor, mask: torch.Tensor) -> None:
-        """Set the latents' running mean to their mean over documents feats [n, L, T, D], mask [n, T].
-
-        Needed whenever the weights change outside training, like BatchNorm statistics after weight
-        averaging: a mean of two checkpoints' running means does not centre the mean checkpoint's latents.
-        """
         if self.cfg.center_latents:
-            total = sum(self.latents(feats[i:i + 16], mask[i:i + 16]).float().sum(0)  # [L, M*r, d]
-                        for i in range(0, feats.shape[0], 16))
-            self.latent_mean.copy_(total / feats.shape[0])
+            self.latent_mean.copy_(self.latents(feats, mask).float().mean(0))  # [L, M*r, d]
 
     def bias_lora(self, scale: float = 1.0) -> tuple[dict, dict]:
         """The learned input-independent LoRA block [L, r, d], appended once per document."""

@@ -28,7 +28,7 @@ def test_soup_is_the_weighted_mean_and_loads_as_a_checkpoint(tmp_path):
     for k, v in back.hypernet.state_dict().items():
         torch.testing.assert_close(v, 0.25 * sa[k] + 0.75 * sb[k])
     cfg = json.loads((out / "d2l_config.json").read_text())
-    assert cfg["soup"] == {"sources": [str(da), str(db)], "weights": [0.25, 0.75], "recentered_on": 0}
+    assert cfg["soup"] == {"sources": [str(da), str(db)], "weights": [0.25, 0.75]}
     # equal weights by default; a soup of a checkpoint with itself is that checkpoint
     same = average_checkpoints([da, da], tmp_path / "same", dtype=torch.float32)
     again = D2L.from_pretrained(same, model=a.model, tokenizer=a.tokenizer, autocast=False)
@@ -56,31 +56,3 @@ def test_soup_rejects_bad_inputs_and_writes_nothing(tmp_path):
     with pytest.raises(SystemExit):
         main([str(da), str(db), "--out", str(tmp_path / "x"), "--weights", "0.9", "0.9"])
     assert not (tmp_path / "x").exists()
-
-
-def test_soup_recenters_the_latent_running_mean_on_sample_documents(tmp_path):
-    """latent_mean is a running statistic, not a weight: with recenter_texts it is re-estimated on the averaged
-    weights (the mean latent of the sample documents) instead of averaged."""
-    a, b, da, db = _two_checkpoints(tmp_path)
-    for d2l, seed in ((a, 3), (b, 4)):  # give each a different running mean
-        torch.manual_seed(seed)
-        d2l.hypernet.latent_mean.normal_()
-    da, db = a.save_pretrained(da, dtype=torch.float32), b.save_pretrained(db, dtype=torch.float32)
-    base = tmp_path / "base"
-    a.model.save_pretrained(base)
-    a.tokenizer.save_pretrained(base)
-    docs = ["Alice lives in Lisbon.", "The special magic number is 1234.", "The grass is green and the sky is blue."]
-    plain = average_checkpoints([da, db], tmp_path / "plain", dtype=torch.float32)
-    re = average_checkpoints([da, db], tmp_path / "re", dtype=torch.float32, recenter_texts=docs,
-                             base_model=str(base))
-    assert json.loads((re / "d2l_config.json").read_text())["soup"]["recentered_on"] == 3
-    soup = D2L.from_pretrained(plain, base_model=str(base))  # features under the default autocast, as re-centring
-    averaged = soup.hypernet.latent_mean.clone()
-    torch.testing.assert_close(averaged, (a.hypernet.latent_mean + b.hypernet.latent_mean) / 2)
-    want = soup.hypernet.latents(*soup._sample_features(docs, 256)).float().mean(0)
-    got = D2L.from_pretrained(re, base_model=str(base), autocast=False).hypernet
-    torch.testing.assert_close(got.latent_mean, want)
-    assert (want - averaged).norm() > 0.1 * averaged.norm()
-    for k, v in got.state_dict().items():  # every weight is still the plain average
-        if k != "latent_mean":
-            torch.testing.assert_close(v, soup.hypernet.state_dict()[k])
