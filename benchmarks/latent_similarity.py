@@ -1,0 +1,62 @@
+"""How alike the hypernetwork's head inputs are across documents: the mean pairwise cosine, over layers and
+latent slots, of the centred, L2-normalised latents of held-out documents, centred by the checkpoint's
+running mean (what the head sees) and by these documents' own mean (what it would see if the offset shared
+by all documents were removed), and the document-specific part's norm relative to the mean latent.
+
+    python benchmarks/latent_similarity.py smollm2-135m runs/x/step_00250 --data runs/val_s0r/test.jsonl --n 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+
+import torch
+import torch.nn.functional as F
+
+from d2l_memory.data.types import read_jsonl
+from d2l_memory.engine import D2L
+
+
+def mean_pairwise_cosine(c: torch.Tensor) -> float:
+    """c [n, L, S, d] unit vectors -> mean cosine over document pairs a != b, layers and slots."""
+    n = c.shape[0]
+    cos = torch.einsum("alsd,blsd->abls", c, c)  # [n, n, L, S]
+    return float(cos[~torch.eye(n, dtype=torch.bool)].mean())
+
+
+@torch.no_grad()
+def latent_stats(d2l: D2L, texts: list[str]) -> dict:
+    zs = []
+    for t in texts:  # each document's first chunk, as the hypernetwork reads a short memory
+        with d2l.autocast():
+            feats, mask = d2l.encoder.activations(d2l.doc_chunks(t)[:1])
+        zs.append(d2l.hypernet.latents(feats.float(), mask).float())
+    z = torch.cat(zs)  # [n, L, S, d]
+    own = z.mean(0)
+    out = {"docs": len(texts), "doc_part_over_mean": float((z - own).norm(dim=-1).mean() / own.norm(dim=-1).mean()),
+           "cos_own_centred": mean_pairwise_cosine(F.normalize(z - own, dim=-1))}
+    if hasattr(d2l.hypernet, "latent_mean"):
+        out["cos_head_inputs"] = mean_pairwise_cosine(F.normalize(z - d2l.hypernet.latent_mean, dim=-1))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoints", nargs="+")
+    p.add_argument("--data", required=True, help="samples JSONL (e.g. validate's cached held-out set)")
+    p.add_argument("--n", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    if a.n < 2:
+        p.error(f"--n must be >= 2 (pairs of documents), got {a.n}")
+    samples = read_jsonl(a.data)
+    random.Random(a.seed).shuffle(samples)
+    texts = [s.context for s in samples[: a.n]]
+    for ck in a.checkpoints:
+        print(json.dumps({"checkpoint": ck, **latent_stats(D2L.from_pretrained(ck), texts)}))
+
+
+if __name__ == "__main__":
+    main()
