@@ -22,36 +22,32 @@ RESULTS = Path(__file__).parent / "results"
 SEEDS = (0, 7, 11)
 
 
-def _examples(path: Path, kind: str) -> dict[tuple, dict] | None:
-    """Every question's example, or None where the file keeps only some (older runs without `--examples -1`)."""
-    d = json.loads(path.read_text())[kind]["d2l"]
-    if len(d["examples"]) != d["n"]:
+def _scores(block: dict, score, seed: int) -> dict[tuple, float] | None:
+    """{(seed, doc, question): score} of one evaluation block, or None where it keeps only some examples
+    (older runs without `--examples -1`)."""
+    if len(block["examples"]) != block["n"]:
         return None
-    return {(path.name.rsplit("seed", 1)[-1], e["doc"], e["q"]): e for e in d["examples"]}
+    return {(seed, e["doc"], e["q"]): score(e["pred"], e["gold"]) for e in block["examples"]}
 
 
-def per_question(name: str, results: Path = RESULTS) -> dict[str, dict[tuple, float] | None]:
-    """{kind: {(seed, doc, question): score}}: exact match for personal and NIAH, word F1 for real documents;
-    None for a kind whose files keep only some examples."""
+def per_question(name: str, results: Path = RESULTS) -> tuple[dict[str, dict[tuple, float] | None], float]:
+    """({kind: {(seed, doc, question): score}}, mean real-document F1 over the seeds): exact match for personal
+    and NIAH, word F1 for real documents; None for a kind whose files keep only some examples."""
     out: dict[str, dict[tuple, float] | None] = {"personal": {}, "niah": {}, "realdoc": {}}
-    means: dict[str, list[float]] = {"realdoc": []}
+    f1s = []
     for s in SEEDS:
-        files = {"personal": results / f"answer_errors_{name}_seed{s}.json",
-                 "realdoc": results / f"eval_realdoc_{name}_seed{s}.json"}
-        files["niah"] = files["personal"]
-        for kind, f in files.items():
+        errors = results / f"answer_errors_{name}_seed{s}.json"
+        realdoc = results / f"eval_realdoc_{name}_seed{s}.json"
+        for f in (errors, realdoc):
             if not f.is_file():
                 raise SystemExit(f"missing {f}: run `bash benchmarks/eval_candidate.sh CKPT {name}` first")
-            score = word_f1 if kind == "realdoc" else exact_match
-            ex = _examples(f, kind)
-            if kind == "realdoc":
-                means["realdoc"].append(json.loads(f.read_text())[kind]["d2l"]["f1"])
-            if ex is None or out[kind] is None:
-                out[kind] = None
-                continue
-            out[kind].update({k: score(e["pred"], e["gold"]) for k, e in ex.items()})
-    out["realdoc_mean"] = sum(means["realdoc"]) / len(means["realdoc"])  # type: ignore[assignment]
-    return out
+        blocks = {k: v["d2l"] for k, v in json.loads(errors.read_text()).items()}
+        blocks["realdoc"] = json.loads(realdoc.read_text())["realdoc"]["d2l"]
+        f1s.append(blocks["realdoc"]["f1"])
+        for kind in out:
+            scores = _scores(blocks[kind], word_f1 if kind == "realdoc" else exact_match, s)
+            out[kind] = None if scores is None or out[kind] is None else {**out[kind], **scores}
+    return out, sum(f1s) / len(f1s)
 
 
 def sign_test(wins: int, losses: int) -> float:
@@ -72,13 +68,13 @@ def bootstrap_diff(a: list[float], b: list[float], rounds: int = 10000, seed: in
 
 
 def compare(base: str, cand: str, results: Path = RESULTS) -> dict:
-    qa, qb = per_question(base, results), per_question(cand, results)
+    (qa, mean_a), (qb, mean_b) = per_question(base, results), per_question(cand, results)
     row: dict = {"name": cand}
     for kind in ("personal", "niah", "realdoc"):
         if qa[kind] is None or qb[kind] is None:  # only the means are on record: no pairing
             if kind != "realdoc":
                 raise SystemExit(f"{base} or {cand} keeps only some {kind} examples; rerun eval_candidate.sh")
-            row[kind] = {"n": None, "f1": qb["realdoc_mean"], "base_f1": qa["realdoc_mean"], "diff_ci95": None}
+            row[kind] = {"n": None, "f1": mean_b, "base_f1": mean_a, "diff_ci95": None}
             continue
         keys = sorted(set(qa[kind]) & set(qb[kind]))
         if len(keys) != len(qa[kind]) or len(keys) != len(qb[kind]):
