@@ -22,6 +22,9 @@ p(token | adapter) >= `--plausibility` x the most likely one's (context-aware de
 with the adapter in the document's place; the plausibility cut of contrastive decoding, Li et al. 2023).
 `--beams N` decodes by beam search (N beams) instead of greedily; `--chunk-tokens N` internalizes documents in
 chunks of at most N tokens (the hypernetwork trained on 1-4 chunks a document; the default, 1024, makes one).
+`--doc-gain K` amplifies the document-specific part of the head's inputs: each unit input u becomes
+c + K (u - c), with c the mean unit input of `--doc-gain-calib` training-split documents of the same kind
+(K = 1: unchanged); a probe of whether the part that tells two documents apart is under-weighted.
 """
 
 from __future__ import annotations
@@ -117,6 +120,28 @@ def contrastive(d2l, alpha: float, plausibility: float) -> None:
     d2l.generate = generate
 
 
+def head_input_centre(d2l, texts: list[str]):
+    """The mean unit head input [L, M*r, d] of `texts` (each text's first chunk), unpatched hypernetwork."""
+    import torch
+
+    hn = d2l.hypernet
+    plain = type(hn).head_inputs.__get__(hn)  # the class's method, even if `doc_gain` patched the instance
+    with torch.no_grad():
+        us = []
+        for t in texts:
+            with d2l.autocast():
+                feats, mask = d2l.encoder.activations(d2l.doc_chunks(t)[:1])
+            us.append(plain(hn.latents(feats.float(), mask).float()))
+    return torch.cat(us).mean(0)
+
+
+def doc_gain(d2l, centre, gain: float) -> None:
+    """Make `d2l.hypernet.head_inputs` return c + gain * (u - c) for its unit inputs u, c = `centre`."""
+    hn = d2l.hypernet
+    plain = type(hn).head_inputs.__get__(hn)
+    hn.head_inputs = lambda z: centre + gain * (plain(z) - centre)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="smollm2-135m")
@@ -129,6 +154,8 @@ def main() -> None:
     p.add_argument("--plausibility", type=float, default=0.1)
     p.add_argument("--beams", type=int, default=1, help="beam search with this many beams (1 = greedy)")
     p.add_argument("--chunk-tokens", type=int, default=None, help="chunk size for internalizing (default: the engine's)")
+    p.add_argument("--doc-gain", type=float, default=1.0, help="amplify the head inputs' document part (1 = off)")
+    p.add_argument("--doc-gain-calib", type=int, default=32, help="training documents per kind for its centre")
     p.add_argument("--out", required=True, help="summary JSON; each draw's predictions go next to it")
     a = p.parse_args()
     from d2l_memory.engine import D2L
@@ -148,17 +175,23 @@ def main() -> None:
     if a.contrast:
         contrastive(d2l, a.contrast, a.plausibility)
     first = lambda t: (text_ids(d2l.tokenizer, t) or [None])[0]  # noqa: E731
-    out, pooled = Path(a.out), {}
+    out, pooled, centres = Path(a.out), {}, {}
     for seed in [int(s) for s in a.seeds.split(",")]:
         draw = {}
         for kind in [k for k in a.kinds.split(",") if k]:
+            if a.doc_gain != 1.0:
+                if kind not in centres:
+                    calib = heldout(kind, a.doc_gain_calib, 0, "train", d2l)
+                    centres[kind] = head_input_centre(d2l, [s.context for s in calib])
+                doc_gain(d2l, centres[kind], a.doc_gain)
             samples = heldout(kind, a.n, seed, "test", d2l)
             draw[kind] = evaluate(d2l, samples, conditions=["d2l"], keep_examples=-1, chunk_tokens=a.chunk_tokens)
             docs = {s.id: s.context for s in samples}
             pooled.setdefault(kind, []).append((draw[kind]["d2l"]["examples"], docs))
         out.with_name(f"{out.stem}_seed{seed}.json").write_text(json.dumps(draw, indent=2))
     summary = {"checkpoint": a.checkpoint, "seeds": a.seeds, "n": a.n, "scale": a.scale,
-               "contrast": a.contrast, "plausibility": a.plausibility, "beams": a.beams, "chunk_tokens": a.chunk_tokens}
+               "contrast": a.contrast, "plausibility": a.plausibility, "beams": a.beams, "chunk_tokens": a.chunk_tokens,
+               "doc_gain": a.doc_gain, "doc_gain_calib": a.doc_gain_calib}
     for kind, parts in pooled.items():
         summary[kind] = pool([analyse(rows, docs, first) for rows, docs in parts])
     out.write_text(json.dumps(summary, indent=2))

@@ -4,6 +4,11 @@ running mean (what the head sees) and by these documents' own mean (what it woul
 by all documents were removed), and the document-specific part's norm relative to the mean latent.
 
     python benchmarks/latent_similarity.py smollm2-135m runs/x/step_00250 --data runs/val_s0r/test.jsonl --n 32
+    python benchmarks/latent_similarity.py smollm2-135m --data runs/val_s0r/test.jsonl --n 12 --by-kind
+
+With --by-kind, the same statistics within each kind of document (personal, niah, realdoc; --n of each), and
+`offset_over_doc_part`: how far these documents' own mean is from the running mean, relative to a document's
+own part (above 1: the shared offset outweighs what tells the documents apart).
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ def latent_stats(d2l: D2L, texts: list[str]) -> dict:
     out = {"docs": len(texts), "doc_part_over_mean": float((z - own).norm(dim=-1).mean() / own.norm(dim=-1).mean()),
            "cos_own_centred": mean_pairwise_cosine(F.normalize(z - own, dim=-1))}
     if hasattr(d2l.hypernet, "latent_mean"):
-        out["cos_head_inputs"] = mean_pairwise_cosine(F.normalize(z - d2l.hypernet.latent_mean, dim=-1))
+        lm = d2l.hypernet.latent_mean
+        out["cos_head_inputs"] = mean_pairwise_cosine(F.normalize(z - lm, dim=-1))
+        out["offset_over_doc_part"] = float((own - lm).norm(dim=-1).mean() / (z - own).norm(dim=-1).mean())
     return out
 
 
@@ -48,14 +55,21 @@ def main() -> None:
     p.add_argument("--data", required=True, help="samples JSONL (e.g. validate's cached held-out set)")
     p.add_argument("--n", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--by-kind", action="store_true", help="also each kind of document alone (--n of each)")
     a = p.parse_args()
     if a.n < 2:
         p.error(f"--n must be >= 2 (pairs of documents), got {a.n}")
     samples = read_jsonl(a.data)
     random.Random(a.seed).shuffle(samples)
-    texts = [s.context for s in samples[: a.n]]
+    groups = {"all": [s.context for s in samples[: a.n]]}
+    if a.by_kind:
+        for s in samples:
+            groups.setdefault(s.kind, []).append(s.context)
+        groups = {k: v[: a.n] for k, v in groups.items() if len(v) >= 2}
     for ck in a.checkpoints:
-        print(json.dumps({"checkpoint": ck, **latent_stats(D2L.from_pretrained(ck), texts)}))
+        d2l = D2L.from_pretrained(ck)
+        for kind, texts in groups.items():
+            print(json.dumps({"checkpoint": ck, "kind": kind, **latent_stats(d2l, texts)}))
 
 
 if __name__ == "__main__":

@@ -324,13 +324,7 @@ class HyperLoRA(nn.Module):
             inputs = {t: x.to(dt) for t, x in inputs.items()} if inputs else inputs
         n, L = feats.shape[:2]
         std = self.standardise(feats)  # [n, L, T, D], shared by the Perceiver and the copy path's keys
-        z = self._perceive(std, mask).float()  # [n, L, M*r, d]
-        if cfg.center_latents:
-            if self.training:  # EMA over training chunks; frozen at inference, like BatchNorm's running mean
-                with torch.no_grad():
-                    self.latent_mean.lerp_(z.detach().mean(0), cfg.latent_momentum)
-            z = z - self.latent_mean
-        z = F.normalize(z, dim=-1)  # unit latents: the head and scalers set the magnitude
+        z = self.head_inputs(self._perceive(std, mask).float())  # [n, L, M*r, d]
         z = z.view(n, L, len(cfg.feature_sizes), cfg.rank, cfg.latent_size)  # [n, L, M, r, d]
         if self.copy_targets:  # computed once for all target modules
             keys = self.copy_k(std)  # [n, L, T, kd] (std is already in the weights' dtype or under autocast)
@@ -347,6 +341,17 @@ class HyperLoRA(nn.Module):
                 if cfg.copy_keys:
                     A[t] = A[t] + self.copy_key(weights, inputs[t]) * self.copy_key_gain[t]
         return A, B
+
+    def head_inputs(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents z [n, L, M*r, d] (fp32) -> the unit vectors the head and the copy path's queries read:
+        centred on the running mean (`center_latents`), then L2-normalised (the head and scalers set the
+        magnitude)."""
+        if self.cfg.center_latents:
+            if self.training:  # EMA over training chunks; frozen at inference, like BatchNorm's running mean
+                with torch.no_grad():
+                    self.latent_mean.lerp_(z.detach().mean(0), self.cfg.latent_momentum)
+            z = z - self.latent_mean
+        return F.normalize(z, dim=-1)
 
     def copy_weights(self, z: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Copy path's read. z [n, L, r, d] unit latents, keys [n, L, T, kd], mask [n, T] -> attention weights

@@ -52,3 +52,25 @@ def test_evaluate_keeps_every_prediction_with_its_document_when_asked():
     assert len(evaluate(d2l, samples, conditions=["d2l"], max_new_tokens=2)["d2l"]["examples"]) == 5
     with pytest.raises(ValueError, match="keep_examples"):
         evaluate(d2l, samples, conditions=["d2l"], keep_examples=-2)
+
+
+def test_doc_gain_scales_the_document_part_of_the_head_inputs():
+    import torch
+    from tiny import make_loud, tiny_d2l
+
+    ae = load_benchmark("answer_errors")
+    d2l = tiny_d2l()
+    make_loud(d2l)
+    d2l.hypernet.eval()
+    docs = ["Alice lives in Lisbon.", "The special magic number is 1234.", "Bob keeps a ferret called Max."]
+    centre = ae.head_input_centre(d2l, docs)
+    z = d2l.hypernet.latents(*d2l.encoder.activations(d2l.doc_chunks(docs[0])[:1]))
+    u = d2l.hypernet.head_inputs(z)
+    plain = d2l.internalize(docs[0]).A["down_proj"]
+    ae.doc_gain(d2l, centre, 1.0)
+    assert torch.allclose(d2l.internalize(docs[0]).A["down_proj"], plain)  # K = 1: the adapter is unchanged
+    ae.doc_gain(d2l, centre, 2.0)
+    assert torch.allclose(d2l.hypernet.head_inputs(z) - centre, 2 * (u - centre), atol=1e-6)
+    assert not torch.allclose(d2l.internalize(docs[0]).A["down_proj"], plain)
+    ae.doc_gain(d2l, centre, 2.0)  # re-patching starts from the class's method, not the patched one
+    assert torch.allclose(d2l.hypernet.head_inputs(z) - centre, 2 * (u - centre), atol=1e-6)

@@ -25,3 +25,4 @@ def test_latent_stats_centring_on_the_documents_own_mean_decorrelates_them():
     assert out["cos_head_inputs"] > 0.9
     assert out["cos_own_centred"] < out["cos_head_inputs"]
     assert out["cos_own_centred"] < 0  # centred on their own mean, three documents point apart
+    assert out["offset_over_doc_part"] > 1  # the running mean is far from all three
