@@ -3,13 +3,13 @@
 # machine keeps it between calls) and print the three device calls that carry it (64 MiB a call at most).
 #   the checkpoint to start from     CKPT (default: the shipped one)
 #   the training samples (no targets; the GPU computes them): PERSONAL NIAH REALDOC SEED PHRASING (default: the
-#   shipped stage 6's counts; SEED, required, one no stage has trained on: 0-8 and 13 were used, see RESULTS.md)
+#   shipped stage 6's counts; SEED, required, one no stage has trained on: 0-8, 13 and 15-19 were used, see RESULTS.md)
 #   the held-out documents of the run's curve: VAL (recipe --val; the stage uses these)
 #   SmolLM2's GGUF in two halves, and wheels: transformers as pinned here, gguf
 # Usage: SEED=14 bash benchmarks/gpu_prepare.sh      (or PERSONAL=6000 NIAH=2000 REALDOC=1000 SEED=14 ...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -n "${SEED:-}" ] || { echo "set SEED to a data seed no stage has trained on (RESULTS.md: 0-8 and 13 were used)" >&2; exit 2; }
+[ -n "${SEED:-}" ] || { echo "set SEED to a data seed no stage has trained on (RESULTS.md: 0-8, 13 and 15-19 were used)" >&2; exit 2; }
 G=${G:-runs/gpu}; CKPT=${CKPT:-d2l_memory/checkpoints/smollm2-135m}; PY=${PY:-.venv/bin/python}
 export HF_HUB_OFFLINE=1
 rm -rf "$G" && mkdir -p "$G/whl"
