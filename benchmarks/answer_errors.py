@@ -122,17 +122,11 @@ def contrastive(d2l, alpha: float, plausibility: float) -> None:
 
 def head_input_centre(d2l, texts: list[str]):
     """The mean unit head input [L, M*r, d] of `texts` (each text's first chunk), unpatched hypernetwork."""
-    import torch
+    from latent_similarity import first_chunk_latents  # a sibling script (this one runs from benchmarks/)
 
     hn = d2l.hypernet
     plain = type(hn).head_inputs.__get__(hn)  # the class's method, even if `doc_gain` patched the instance
-    with torch.no_grad():
-        us = []
-        for t in texts:
-            with d2l.autocast():
-                feats, mask = d2l.encoder.activations(d2l.doc_chunks(t)[:1])
-            us.append(plain(hn.latents(feats.float(), mask).float()))
-    return torch.cat(us).mean(0)
+    return plain(first_chunk_latents(d2l, texts)).mean(0)
 
 
 def doc_gain(d2l, centre, gain: float) -> None:

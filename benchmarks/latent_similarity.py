@@ -32,13 +32,20 @@ def mean_pairwise_cosine(c: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def latent_stats(d2l: D2L, texts: list[str]) -> dict:
+def first_chunk_latents(d2l: D2L, texts: list[str]) -> torch.Tensor:
+    """Each text's first chunk (as the hypernetwork reads a short memory) -> latents [n, L, S, d] (fp32),
+    before centring and the L2 norm."""
     zs = []
-    for t in texts:  # each document's first chunk, as the hypernetwork reads a short memory
+    for t in texts:
         with d2l.autocast():
             feats, mask = d2l.encoder.activations(d2l.doc_chunks(t)[:1])
         zs.append(d2l.hypernet.latents(feats.float(), mask).float())
-    z = torch.cat(zs)  # [n, L, S, d]
+    return torch.cat(zs)
+
+
+@torch.no_grad()
+def latent_stats(d2l: D2L, texts: list[str]) -> dict:
+    z = first_chunk_latents(d2l, texts)  # [n, L, S, d]
     own = z.mean(0)
     out = {"docs": len(texts), "doc_part_over_mean": float((z - own).norm(dim=-1).mean() / own.norm(dim=-1).mean()),
            "cos_own_centred": mean_pairwise_cosine(F.normalize(z - own, dim=-1))}
